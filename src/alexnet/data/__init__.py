@@ -1,0 +1,3 @@
+from alexnet.data.datamodule import ImageFolderDataModule, SyntheticDataModule
+
+__all__ = ["ImageFolderDataModule", "SyntheticDataModule"]

@@ -1,0 +1,133 @@
+"""AlexNet exactly as in the paper (section 3.5, figure 2), with its ablation switches.
+
+Two-GPU net (``columns=2``): conv2, conv4 and conv5 see only the kernel maps of their own
+GPU (``groups=2``); conv3 and the fully connected layers see everything. 60,965,224
+parameters at 1000 classes. One-GPU comparison net (``columns=1``): half the kernels in
+each conv layer except conv5, no groups; 59,798,312 parameters.
+"""
+
+from collections import OrderedDict
+from typing import Literal
+
+import torch
+from torch import nn
+
+from alexnet.models.lrn import LocalResponseNorm, LRNConvention
+
+Activation = Literal["relu", "tanh"]
+ACTIVATIONS = {"relu": nn.ReLU, "tanh": nn.Tanh}
+
+# Kernels per conv layer. Section 3.5 for the two-GPU net; section 6.1 / footnote for the
+# one-GPU net ("half as many kernels in each convolutional layer" except the last).
+KERNELS = {2: (96, 256, 384, 384, 256), 1: (48, 128, 192, 192, 256)}
+# Layers that are connected only to the kernel maps on the same GPU (section 3.5).
+GROUPED = {2: (1, 2, 1, 2, 2, 2), 1: (1, 1, 1, 1, 1, 1)}  # conv1..conv5, extra conv
+# Section 5: "We initialized the neuron biases in the second, fourth, and fifth
+# convolutional layers, as well as in the fully-connected hidden layers, with the constant 1."
+BIAS_ONE = {"conv2", "conv4", "conv5", "fc6", "fc7"}
+
+
+def conv_out(size: int, kernel: int, stride: int = 1, padding: int = 0) -> int:
+    return (size + 2 * padding - kernel) // stride + 1
+
+
+class AlexNet(nn.Module):
+    def __init__(
+        self,
+        num_classes: int = 1000,
+        columns: int = 2,
+        crop_size: int = 227,
+        conv1_padding: int = 0,
+        lrn: bool = True,
+        lrn_size: int = 5,
+        lrn_alpha: float = 1e-4,
+        lrn_beta: float = 0.75,
+        lrn_k: float = 2.0,
+        lrn_convention: LRNConvention = "cuda_convnet",
+        overlap_pool: bool = True,
+        dropout: float = 0.5,
+        activation: Activation = "relu",
+        extra_conv: bool = False,
+    ):
+        super().__init__()
+        if columns not in KERNELS:
+            raise ValueError(f"columns must be 1 (one-GPU net) or 2 (two-GPU net), got {columns}")
+        if activation not in ACTIVATIONS:
+            raise ValueError(f"activation must be one of {sorted(ACTIVATIONS)}, got {activation!r}")
+        if not 0.0 <= dropout < 1.0:
+            raise ValueError(f"dropout must be in [0, 1), got {dropout}")
+        self.num_classes, self.columns, self.crop_size = num_classes, columns, crop_size
+        c1, c2, c3, c4, c5 = KERNELS[columns]
+        g = GROUPED[columns]
+        act = ACTIVATIONS[activation]
+        # Section 3.4: overlapping pooling z=3, s=2; the ablation uses z=2, s=2 (same output size).
+        pool_kernel = 3 if overlap_pool else 2
+
+        def norm() -> nn.Module:
+            if not lrn:
+                return nn.Identity()
+            return LocalResponseNorm(lrn_size, lrn_alpha, lrn_beta, lrn_k, lrn_convention)
+
+        layers: list[tuple[str, nn.Module]] = [
+            ("conv1", nn.Conv2d(3, c1, 11, stride=4, padding=conv1_padding, groups=g[0])),
+            ("act1", act()),
+            ("norm1", norm()),
+            ("pool1", nn.MaxPool2d(pool_kernel, 2)),
+            ("conv2", nn.Conv2d(c1, c2, 5, padding=2, groups=g[1])),
+            ("act2", act()),
+            ("norm2", norm()),
+            ("pool2", nn.MaxPool2d(pool_kernel, 2)),
+            ("conv3", nn.Conv2d(c2, c3, 3, padding=1, groups=g[2])),
+            ("act3", act()),
+            ("conv4", nn.Conv2d(c3, c4, 3, padding=1, groups=g[3])),
+            ("act4", act()),
+            ("conv5", nn.Conv2d(c4, c5, 3, padding=1, groups=g[4])),
+            ("act5", act()),
+            ("pool5", nn.MaxPool2d(pool_kernel, 2)),
+        ]
+        if extra_conv:
+            # Section 6: the "*" models add "an extra sixth convolutional layer over the last
+            # pooling layer". Its width is not given; 256 kernels, 3x3, same-GPU connected
+            # like conv4/conv5, keeps the fc6 input unchanged.
+            layers += [("conv6", nn.Conv2d(c5, c5, 3, padding=1, groups=g[5])), ("act6", act())]
+        self.features = nn.Sequential(OrderedDict(layers))
+
+        side = conv_out(crop_size, 11, 4, conv1_padding)
+        for _ in range(3):  # pool1, pool2 (conv2-5 keep the size), pool5
+            side = conv_out(side, pool_kernel, 2)
+        if side < 1:
+            raise ValueError(
+                f"crop_size={crop_size} is too small for AlexNet: the feature map vanishes before fc6 "
+                f"(use a crop of at least 67 pixels; the paper uses 227)"
+            )
+        self.feature_size = side  # 6 for the paper's 227x227 crops
+        self.classifier = nn.Sequential(
+            OrderedDict(
+                [
+                    ("drop6", nn.Dropout(dropout)),
+                    ("fc6", nn.Linear(c5 * side * side, 4096)),
+                    ("act6", act()),
+                    ("drop7", nn.Dropout(dropout)),
+                    ("fc7", nn.Linear(4096, 4096)),
+                    ("act7", act()),
+                    ("fc8", nn.Linear(4096, num_classes)),
+                ]
+            )
+        )
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        # Section 5: "We initialized the weights in each layer from a zero-mean Gaussian
+        # distribution with standard deviation 0.01."
+        for name, m in self.named_modules():
+            if isinstance(m, (nn.Conv2d, nn.Linear)):
+                nn.init.normal_(m.weight, mean=0.0, std=0.01)
+                nn.init.constant_(m.bias, 1.0 if name.split(".")[-1] in BIAS_ONE else 0.0)
+
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        """The fc7 activations (4096-d), the space of the paper's figure 4 nearest neighbours."""
+        x = torch.flatten(self.features(x), 1)
+        return self.classifier[:-1](x)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.classifier[-1](self.forward_features(x))

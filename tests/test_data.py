@@ -1,0 +1,176 @@
+"""The loading code: ILSVRC folder layout, the paper's crops/flips/PCA noise/mean, the built-in dataset."""
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from alexnet.data import ImageFolderDataModule, SyntheticDataModule
+from alexnet.data import synthetic
+from alexnet.data.transforms import IMAGENET_EIGVAL, IMAGENET_EIGVEC, BatchAugment, central_square, crop_offsets
+
+
+@pytest.fixture(scope="module")
+def tiny_synthetic(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("synthetic")
+    synthetic.generate(root, train_per_class=6, val_per_class=2, image_size=80, seed=3)
+    return root
+
+
+def test_synthetic_set_is_in_ilsvrc_layout(tiny_synthetic):
+    wnids = sorted(p.name for p in (tiny_synthetic / "train").iterdir())
+    assert len(wnids) == 10 and all(w.startswith("s9") and len(w) == 9 for w in wnids)
+    assert sorted(p.name for p in (tiny_synthetic / "val").iterdir()) == wnids
+    files = list((tiny_synthetic / "train" / wnids[0]).glob("*.JPEG"))
+    assert len(files) == 6
+    with Image.open(files[0]) as img:
+        assert img.format == "JPEG" and img.size == (80, 80) and img.mode == "RGB"
+
+
+def test_synthetic_set_is_deterministic_from_its_seed(tiny_synthetic, tmp_path):
+    synthetic.generate(tmp_path / "again", 6, 2, 80, seed=3)
+    synthetic.generate(tmp_path / "other", 6, 2, 80, seed=4)
+    name = "train/s90000004/s90000004_00003.JPEG"
+    assert (tmp_path / "again" / name).read_bytes() == (tiny_synthetic / name).read_bytes()
+    assert (tmp_path / "other" / name).read_bytes() != (tiny_synthetic / name).read_bytes()
+
+
+def test_synthetic_classes_differ_in_pixels_not_only_labels(tiny_synthetic):
+    # The mean image of each class differs: the classes carry signal.
+    means = []
+    for wnid in sorted(p.name for p in (tiny_synthetic / "train").iterdir()):
+        imgs = [np.asarray(Image.open(f), dtype=np.float32) for f in (tiny_synthetic / "train" / wnid).glob("*.JPEG")]
+        means.append(np.mean(imgs, axis=0).mean((0, 1)))
+    spread = np.std(means, axis=0)
+    assert spread.max() > 5.0
+
+
+def datamodule(root, **kw):
+    args = dict(root=str(root), num_classes=10, resize=76, crop_size=67, batch_size=4, num_workers=0, stats_images=0)
+    args.update(kw)
+    return ImageFolderDataModule(**args)
+
+
+def test_class_index_is_sorted_folder_order_and_names_come_from_labels(tiny_synthetic):
+    dm = datamodule(tiny_synthetic)
+    dm.setup("fit")
+    assert dm.datasets["train"].classes == sorted(w for w, _ in synthetic.CLASSES)
+    assert dm.class_names()[0] == "stripes disc"
+    x, y = dm.datasets["train"][0]
+    assert x.dtype == torch.uint8 and x.shape == (3, 76, 76) and y == 0
+
+
+def test_missing_root_is_a_clear_error(tmp_path):
+    dm = datamodule(tmp_path / "nowhere")
+    with pytest.raises(FileNotFoundError, match="data.root: folder .*nowhere does not exist"):
+        dm.setup("fit")
+
+
+def test_missing_split_is_a_clear_error(tmp_path, tiny_synthetic):
+    (tmp_path / "train").symlink_to(tiny_synthetic / "train")
+    with pytest.raises(FileNotFoundError, match="no 'val' folder"):
+        datamodule(tmp_path).setup("fit")
+
+
+def test_class_folder_without_images_is_a_clear_error(tmp_path):
+    (tmp_path / "train" / "n01440764").mkdir(parents=True)
+    with pytest.raises(FileNotFoundError, match="data.root: .*train: Found no valid file for the classes n01440764"):
+        datamodule(tmp_path).setup("fit")
+
+
+def test_class_count_mismatch_is_a_clear_error(tiny_synthetic):
+    with pytest.raises(ValueError, match="data.num_classes is 1000 but .* has 10 class folders"):
+        datamodule(tiny_synthetic, num_classes=1000).setup("fit")
+
+
+def test_synthetic_datamodule_never_reads_an_ungenerated_folder(tmp_path):
+    dm = SyntheticDataModule(train_per_class=1, val_per_class=1, image_size=76, seed=0, **{
+        "root": str(tmp_path), "num_classes": 10, "resize": 76, "crop_size": 67, "num_workers": 0})
+    with pytest.raises(FileNotFoundError, match="not generated"):
+        dm.setup("fit")
+    dm.prepare_data()
+    dm.setup("fit")
+    assert len(dm.datasets["train"]) == 10
+
+
+def test_central_square_rescales_the_shorter_side_then_crops():
+    img = torch.zeros(3, 300, 500, dtype=torch.uint8)
+    img[:, :, 250] = 255  # a vertical line in the middle column
+    out = central_square(img, 256)
+    assert out.shape == (3, 256, 256)
+    assert out[:, :, 126:130].float().mean() > 50  # still in the centre
+
+
+def augment(**kw):
+    mean = torch.zeros(3, 1, 1)
+    return BatchAugment(mean, crop_size=4, **kw)
+
+
+def test_random_crops_are_windows_of_the_image_and_flips_are_reflections():
+    torch.manual_seed(0)
+    x = torch.arange(8 * 8, dtype=torch.uint8).view(1, 1, 8, 8).expand(64, 3, 8, 8).contiguous()
+    out = augment(flip=True).train_batch(x)
+    assert out.shape == (64, 3, 4, 4)
+    n_flipped = 0
+    for crop in out:
+        c = crop[0].long()
+        top, left = divmod(int(c.min()), 8)
+        window = x[0, 0, top : top + 4, left : left + 4].long()
+        if torch.equal(c, window):
+            continue
+        assert torch.equal(c, window.flip(-1))
+        n_flipped += 1
+    assert 16 < n_flipped < 48  # about half
+    no_flip = augment(flip=False).train_batch(x)
+    assert all(torch.all(c[0, :, 1:] - c[0, :, :-1] == 1) for c in no_flip)
+
+
+def test_ten_crops_are_the_corners_centre_and_their_reflections():
+    x = torch.randint(0, 255, (2, 3, 8, 8), dtype=torch.uint8)
+    out = augment().eval_batch(x, crops=10)
+    assert out.shape == (2, 10, 3, 4, 4)
+    offsets = crop_offsets(8, 4)
+    assert offsets == [(0, 0), (0, 4), (4, 0), (4, 4), (2, 2)]
+    for i, (t, l) in enumerate(offsets):
+        torch.testing.assert_close(out[:, i], x[:, :, t : t + 4, l : l + 4].float())
+        torch.testing.assert_close(out[:, i + 5], x[:, :, t : t + 4, l : l + 4].float().flip(-1))
+    torch.testing.assert_close(augment().eval_batch(x, crops=1), out[:, 4])
+
+
+def test_per_pixel_mean_is_subtracted_at_the_same_position_as_the_crop():
+    mean = torch.arange(64, dtype=torch.float32).view(1, 8, 8).expand(3, 8, 8)
+    x = mean.to(torch.uint8).unsqueeze(0).expand(16, 3, 8, 8)
+    out = BatchAugment(mean, crop_size=5, flip=True).train_batch(x)
+    assert out.abs().max() == 0  # image == mean image, whatever the crop and flip
+
+
+def test_pca_noise_is_one_colour_shift_per_image_with_the_papers_covariance():
+    torch.manual_seed(0)
+    eigval, eigvec = torch.tensor(IMAGENET_EIGVAL) * 255, torch.tensor(IMAGENET_EIGVEC)
+    aug = BatchAugment(torch.zeros(3, 1, 1), crop_size=4, flip=False, pca_eigval=eigval, pca_eigvec=eigvec, pca_std=0.1)
+    x = torch.full((20000, 3, 4, 4), 100, dtype=torch.uint8)
+    shift = aug.train_batch(x) - 100.0
+    assert torch.allclose(shift, shift[:, :, :1, :1].expand_as(shift), atol=1e-4)  # the same for every pixel
+    rgb = shift[:, :, 0, 0]
+    # Cov(shift) = P diag((0.1 * lambda)^2) P^T
+    expected = eigvec @ torch.diag((0.1 * eigval) ** 2) @ eigvec.T
+    torch.testing.assert_close(torch.cov(rgb.T), expected, rtol=0.05, atol=0.05)
+    assert aug.train_batch(x).mean().item() == pytest.approx(100, abs=0.1)
+
+
+def test_dataset_statistics_are_computed_once_and_cached(tiny_synthetic):
+    dm = datamodule(tiny_synthetic)
+    dm.setup("fit")
+    caches = list(tiny_synthetic.glob(".stats_train_76px_*.pt"))
+    assert len(caches) == 1
+    stats = torch.load(caches[0])
+    assert stats["mean_image"].shape == (3, 76, 76)
+    assert int(stats["images"]) == 60
+    eigval, eigvec = stats["eigval"], stats["eigvec"]
+    assert torch.all(eigval[:-1] >= eigval[1:]) and eigval.min() > 0
+    torch.testing.assert_close(eigvec.T @ eigvec, torch.eye(3), atol=1e-4, rtol=0)
+    # Mean image equals a direct computation over the training images.
+    direct = torch.stack([dm.datasets["train"][i][0].float() for i in range(60)]).mean(0)
+    torch.testing.assert_close(stats["mean_image"], direct, atol=1e-3, rtol=0)
