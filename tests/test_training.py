@@ -10,6 +10,10 @@ import yaml
 from conftest import run_train
 
 
+ONE_BATCH = ["trainer.max_epochs=1", "+trainer.limit_train_batches=1", "+trainer.limit_val_batches=1", "test=false",
+             "data.batch_size=8", "data.num_workers=0"]
+
+
 def tiny_data(tmp_path: Path) -> list[str]:
     return [f"data.root={tmp_path}/synthetic", "data.train_per_class=8", "data.val_per_class=4"]
 
@@ -88,6 +92,7 @@ def test_default_run_learns_far_above_chance(tmp_path):
 @pytest.mark.parametrize("logger", ["tensorboard", "none", "csv"])
 def test_logger_options_run(tmp_path, logger):
     run = tmp_path / "run"
-    run_train("debug=fdr", *tiny_data(tmp_path), f"logger={logger}", f"hydra.run.dir={run}")
+    # fast_dev_run would swap the loggers for a dummy: one real (tiny) epoch instead.
+    run_train(*tiny_data(tmp_path), *ONE_BATCH, f"logger={logger}", f"hydra.run.dir={run}")
     assert (run / "tensorboard").is_dir() == (logger == "tensorboard")
     assert (run / "csv").is_dir() == (logger == "csv")
