@@ -7,6 +7,7 @@ import warnings
 from pathlib import Path
 
 import lightning as L
+from lightning.pytorch.callbacks import LearningRateMonitor
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 from rich.console import Console
@@ -41,6 +42,8 @@ def train(cfg: DictConfig) -> dict:
     module = build("model", LitAlexNet, model=as_dict(cfg, "model"), **as_dict(cfg, "optim"))
     callbacks = instantiate_all(cfg.get("callbacks"), "callbacks")
     loggers = instantiate_all(cfg.get("logger"), "logger")
+    if not loggers:  # logger=none: the lr monitor has nowhere to write
+        callbacks = [c for c in callbacks if not isinstance(c, LearningRateMonitor)]
     trainer = build("trainer", L.Trainer, **as_dict(cfg, "trainer"), callbacks=callbacks, logger=loggers or False, default_root_dir=str(out))
     for logger in loggers:
         logger.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))
