@@ -49,3 +49,16 @@ def test_other_window_sizes(activations, n):
 def test_even_size_is_rejected():
     with pytest.raises(ValueError, match="odd"):
         LocalResponseNorm(4)
+
+
+@pytest.mark.parametrize("convention", ["printed", "cuda_convnet"])
+def test_channels_last_path_matches_the_formula(activations, convention):
+    lrn = LocalResponseNorm(5, convention=convention)
+    x = activations.contiguous(memory_format=torch.channels_last)
+    alpha = 1e-4 if convention == "printed" else 1e-4 / 5
+    torch.testing.assert_close(lrn(x), naive_lrn(activations, 5, alpha, 0.75, 2.0))
+    x.requires_grad_(True)
+    lrn(x).sum().backward()
+    ref = activations.clone().requires_grad_(True)
+    naive_lrn(ref, 5, alpha, 0.75, 2.0).sum().backward()
+    torch.testing.assert_close(x.grad, ref.grad)

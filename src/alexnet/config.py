@@ -91,6 +91,14 @@ def as_dict(cfg: DictConfig, key: str) -> dict:
         raise ConfigError(f"{key}: {err}".splitlines()[0]) from err
 
 
+FAST_PATH_KEYS = ("channels_last", "compile")
+
+
+def split_fast_path(trainer: dict) -> dict:
+    """Take the alexnet.speed.FastPath keys out of the trainer node (the rest is lightning.Trainer's)."""
+    return {k: trainer.pop(k) for k in FAST_PATH_KEYS if k in trainer}
+
+
 def validate(cfg: DictConfig) -> None:
     """Check every node that becomes a constructor call. Imports are local to keep this module light."""
     from alexnet.models import AlexNet
@@ -104,6 +112,10 @@ def validate(cfg: DictConfig) -> None:
     check_node(data, get_class(data["_target_"]), "data")
     import lightning as L
 
-    check_node(as_dict(cfg, "trainer"), L.Trainer, "trainer")
+    from alexnet.speed import FastPath
+
+    trainer = as_dict(cfg, "trainer")
+    check_node(split_fast_path(trainer), FastPath, "trainer")
+    check_node(trainer, L.Trainer, "trainer")
     if not isinstance(cfg.get("seed"), int) or isinstance(cfg.get("seed"), bool):
         raise ConfigError(f"seed: expected an integer, got {cfg.get('seed')!r}")

@@ -38,24 +38,27 @@ class LitAlexNet(L.LightningModule):
             raise ValueError(f"lr_factor must be in (0, 1), got {lr_factor}")
         self.save_hyperparameters()
         self.net = AlexNet(**model)
+        self.channels_last = False  # set by alexnet.speed.FastPath
         k = self.net.num_classes
         for stage in ("train", "val", "test"):
             setattr(self, f"{stage}_top1", TopKError(k, 1))
             setattr(self, f"{stage}_top5", TopKError(k, min(5, k)))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
         return self.net(x)
 
     def predict_proba(self, x: torch.Tensor) -> torch.Tensor:
         """Softmax probabilities; for (B, crops, 3, H, W) inputs averaged over the crops (section 4.1)."""
         if x.ndim == 5:
             b, n = x.shape[:2]
-            return F.softmax(self.net(x.flatten(0, 1)), dim=1).view(b, n, -1).mean(1)
-        return F.softmax(self.net(x), dim=1)
+            return F.softmax(self(x.flatten(0, 1)).float(), dim=1).view(b, n, -1).mean(1)
+        return F.softmax(self(x).float(), dim=1)
 
     def training_step(self, batch, batch_idx: int) -> torch.Tensor:
         x, y = batch
-        logits = self.net(x)
+        logits = self(x)
         loss = F.cross_entropy(logits, y)
         self.train_top1.update(logits, y)
         self.train_top5.update(logits, y)

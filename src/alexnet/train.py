@@ -13,8 +13,9 @@ from omegaconf import DictConfig, OmegaConf
 from rich.console import Console
 from rich.table import Table
 
-from alexnet.config import ConfigError, as_dict, build, validate
+from alexnet.config import ConfigError, as_dict, build, split_fast_path, validate
 from alexnet.module import LitAlexNet
+from alexnet.speed import FastPath
 
 SUMMARY = "summary.json"
 
@@ -44,7 +45,9 @@ def train(cfg: DictConfig) -> dict:
     loggers = instantiate_all(cfg.get("logger"), "logger")
     if not loggers:  # logger=none: the lr monitor has nowhere to write
         callbacks = [c for c in callbacks if not isinstance(c, LearningRateMonitor)]
-    trainer = build("trainer", L.Trainer, **as_dict(cfg, "trainer"), callbacks=callbacks, logger=loggers or False, default_root_dir=str(out))
+    trainer_args = as_dict(cfg, "trainer")
+    callbacks.append(FastPath(**split_fast_path(trainer_args)))
+    trainer = build("trainer", L.Trainer, **trainer_args, callbacks=callbacks, logger=loggers or False, default_root_dir=str(out))
     for logger in loggers:
         logger.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))
 
