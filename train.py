@@ -12,13 +12,21 @@ os.environ.setdefault("PROJECT_ROOT", str(Path(__file__).resolve().parent))
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="train")
 def main(cfg: DictConfig) -> float | None:
-    from alexnet.train import ConfigError, train
+    from alexnet.train import ConfigError, RunStopped, train
 
     try:
         summary = train(cfg)
     except ConfigError as err:
         print(f"config error: {err}", file=sys.stderr)
         sys.exit(2)
+    except RunStopped as stop:  # SIGTERM/SIGINT (checkpoint saved) or a diverged loss
+        rank_zero = getattr(stop, "global_zero", True)
+        if rank_zero:
+            print(stop, file=sys.stderr)
+        if stop.then is not None:
+            stop.then()  # submitit (hydra/launcher=slurm): requeue this job; it resumes from last.ckpt
+        # DDP ranks > 0 exit 0: Lightning's launcher kills rank 0 when a child exits non-zero.
+        sys.exit(stop.exit_code if rank_zero else 0)
     return summary.get("val/top1_err")  # the value a Hydra sweeper optimises
 
 

@@ -9,7 +9,10 @@ from PIL import Image
 
 from alexnet.data import ImageFolderDataModule, SyntheticDataModule
 from alexnet.data import synthetic
-from alexnet.data.transforms import IMAGENET_EIGVAL, IMAGENET_EIGVEC, BatchAugment, central_square, crop_offsets
+from alexnet.data.buffers import BufferPool
+from alexnet.data.images import ImageRecords, SkipUnreadable, UnreadableCounter, TooManyUnreadableImages, collate
+from alexnet.data.records import Records
+from alexnet.data.transforms import IMAGENET_EIGVAL, IMAGENET_EIGVEC, BatchAugment, UnreadableImage, central_square, crop_offsets
 
 
 @pytest.fixture(scope="module")
@@ -57,6 +60,7 @@ def test_class_index_is_sorted_folder_order_and_names_come_from_labels(tiny_synt
     dm = datamodule(tiny_synthetic)
     dm.setup("fit")
     assert dm.datasets["train"].classes == sorted(w for w, _ in synthetic.CLASSES)
+    assert dm.source.kind == "folder"
     assert dm.class_names()[0] == "stripes disc"
     x, y = dm.datasets["train"][0]
     assert x.dtype == torch.uint8 and x.shape == (3, 76, 76) and y == 0
@@ -81,7 +85,7 @@ def test_class_folder_without_images_is_a_clear_error(tmp_path):
 
 
 def test_class_count_mismatch_is_a_clear_error(tiny_synthetic):
-    with pytest.raises(ValueError, match="data.num_classes is 1000 but .* has 10 class folders"):
+    with pytest.raises(ValueError, match="data.num_classes is 1000 but the 'train' split of .* has 10 classes"):
         datamodule(tiny_synthetic, num_classes=1000).setup("fit")
 
 
@@ -174,3 +178,76 @@ def test_dataset_statistics_are_computed_once_and_cached(tiny_synthetic):
     # Mean image equals a direct computation over the training images.
     direct = torch.stack([dm.datasets["train"][i][0].float() for i in range(60)]).mean(0)
     torch.testing.assert_close(stats["mean_image"], direct, atol=1e-3, rtol=0)
+
+
+@pytest.mark.parametrize("mean_shape", [(3, 12, 12), (3, 1, 1)])
+@pytest.mark.parametrize("layout", [torch.contiguous_format, torch.channels_last])  # the loader's batches are channels-last
+def test_the_cpu_crop_path_equals_the_single_gather(mean_shape, layout):
+    torch.manual_seed(0)
+    x = torch.randint(0, 256, (32, 3, 12, 12), dtype=torch.uint8).contiguous(memory_format=layout)
+    aug = BatchAugment(torch.rand(mean_shape) * 255, crop_size=7, flip=True)
+    top, left = torch.randint(0, 6, (2, 32))
+    flipped = torch.rand(32) < 0.5
+    torch.testing.assert_close(aug.crops_numpy(x, top, left, flipped), aug.crops_gather(x, top, left, flipped))
+
+
+def test_batch_memory_is_reused_only_when_nothing_holds_it():
+    pool = BufferPool(2)
+    a = pool.empty((4, 5), np.float32)
+    b = pool.empty((4, 5), np.float32)
+    assert a.data_ptr() != b.data_ptr()
+    view = a[1:]  # a view keeps the memory in use
+    del a
+    c = pool.empty((4, 5), np.float32)
+    assert c.data_ptr() not in (view.data_ptr() - 20, b.data_ptr())
+    c_ptr = c.data_ptr()
+    del view, c
+    d = pool.empty((4, 5), np.float32)
+    assert d.data_ptr() == c_ptr  # free again: reused
+    e = pool.empty((4, 5), np.float32)
+    assert b.data_ptr() not in (d.data_ptr(), e.data_ptr())  # b is still alive: never handed out twice
+
+
+def test_augmented_batches_stay_intact_while_the_caller_holds_them():
+    torch.manual_seed(0)
+    aug = BatchAugment(torch.zeros(3, 1, 1), crop_size=6, flip=True)
+    x = torch.randint(0, 256, (8, 3, 8, 8), dtype=torch.uint8)
+    held = [aug.train_batch(x) for _ in range(4)]
+    copies = [h.clone() for h in held]
+    aug.train_batch(x)
+    assert all(torch.equal(h, c) for h, c in zip(held, copies))
+    assert len({h.data_ptr() for h in held}) == 4
+
+
+def broken_records(tmp_path, n_good=5):
+    good = tmp_path / "good.JPEG"
+    synthetic.render(0, 32, np.random.default_rng(0)).save(good)
+    (tmp_path / "bad.JPEG").write_bytes(good.read_bytes()[:300])
+    samples = [(str(good), 0)] * n_good + [(str(tmp_path / "bad.JPEG"), 1)]
+    return Records.of_files(["a", "b"], tmp_path, samples)
+
+
+def test_an_unreadable_image_names_its_file_and_training_skips_it(tmp_path):
+    records = broken_records(tmp_path)
+    dataset = ImageRecords(records, resize=32)
+    with pytest.raises(UnreadableImage, match="bad.JPEG: .*truncated"):
+        dataset[5]
+    x, y, skipped = SkipUnreadable(dataset)[5]  # the next readable image takes its place
+    assert x.shape == (3, 32, 32) and y == 0 and len(skipped) == 1 and "bad.JPEG" in skipped[0]
+    xb, yb, sk = collate([SkipUnreadable(dataset)[i] for i in range(6)])
+    assert xb.shape == (6, 3, 32, 32) and yb.tolist() == [0] * 6 and len(sk) == 1
+    # The loader's batched fetch: decoded straight into the batch's slots, the same pixels.
+    xs, ys, sks = collate(SkipUnreadable(dataset).__getitems__(list(range(6))))
+    assert torch.equal(xs, xb) and ys.tolist() == yb.tolist() and sks == sk
+    xb, yb = collate([dataset[i] for i in range(5)])
+    assert xb.shape == (5, 3, 32, 32) and torch.equal(collate(dataset.__getitems__(list(range(5))))[0], xb)
+
+
+def test_unreadable_training_images_are_counted_per_epoch_up_to_the_limit(caplog):
+    counter = UnreadableCounter(limit=2)
+    with caplog.at_level("WARNING"):
+        counter.add(0, ["a.JPEG: truncated", "b.JPEG: truncated"])
+        counter.add(1, ["a.JPEG: truncated"])  # a new epoch reports the last one
+    assert "epoch 0: skipped 2 unreadable training images (data.max_bad_images=2)" in caplog.text
+    with pytest.raises(TooManyUnreadableImages, match="data.max_bad_images: 3 unreadable training images in epoch 1, more than the 2"):
+        counter.add(1, ["b.JPEG: truncated", "c.JPEG: truncated"])

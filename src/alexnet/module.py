@@ -62,7 +62,7 @@ class LitAlexNet(L.LightningModule):
         loss = F.cross_entropy(logits, y)
         self.train_top1.update(logits, y)
         self.train_top5.update(logits, y)
-        self.log("train/loss", loss, prog_bar=True)
+        self.log("train/loss", loss, prog_bar=True, sync_dist=True)  # DDP: the mean over all ranks, not rank 0's
         self.log_dict({"train/top1_err": self.train_top1, "train/top5_err": self.train_top5}, on_step=False, on_epoch=True)
         return loss
 
@@ -73,7 +73,7 @@ class LitAlexNet(L.LightningModule):
         top1, top5 = getattr(self, f"{stage}_top1"), getattr(self, f"{stage}_top5")
         top1.update(probs, y)
         top5.update(probs, y)
-        self.log(f"{stage}/loss", loss)
+        self.log(f"{stage}/loss", loss, sync_dist=True)
         self.log_dict({f"{stage}/top1_err": top1, f"{stage}/top5_err": top5}, prog_bar=stage == "val")
 
     def validation_step(self, batch, batch_idx: int) -> None:

@@ -8,14 +8,18 @@ from pathlib import Path
 
 import lightning as L
 from lightning.pytorch.callbacks import LearningRateMonitor
+from lightning.pytorch.utilities.exceptions import SIGTERMException
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 from rich.console import Console
 from rich.table import Table
 
+from alexnet import checkpoint, ddp, figures, finetune, runinfo, tracking
+from alexnet.checkpoint import last_checkpoint_path
 from alexnet.config import ConfigError, as_dict, build, split_fast_path, validate
 from alexnet.module import LitAlexNet
 from alexnet.speed import FastPath
+from alexnet.stopping import GracefulStop, RunStopped
 
 SUMMARY = "summary.json"
 
@@ -34,6 +38,22 @@ def quiet_duplicates() -> None:
 
 
 def train(cfg: DictConfig) -> dict:
+    if cfg.get("fig1"):  # experiment=fig1_relu_vs_tanh: the CIFAR-10 ReLU/tanh comparison, not AlexNet
+        from alexnet.fig1 import run_from_config
+
+        return run_from_config(cfg)
+    with ddp.job_scope():  # a multirun's next job starts with a clean DDP environment
+        try:
+            return run(cfg)
+        except SIGTERMException:  # after fitting (while testing): the checkpoints are complete
+            raise RunStopped("stopped by a signal after training had finished, while testing", "interrupted", 143, None) from None
+        except Exception as err:  # summary.json says failed (RunStopped writes its own)
+            if not isinstance(err, RunStopped):
+                runinfo.write_failed(cfg, err)
+            raise
+
+
+def run(cfg: DictConfig) -> dict:
     validate(cfg)
     quiet_duplicates()
     L.seed_everything(cfg.seed, workers=True)
@@ -41,18 +61,31 @@ def train(cfg: DictConfig) -> dict:
     out.mkdir(parents=True, exist_ok=True)
     datamodule = build("data", instantiate, cfg.data)
     module = build("model", LitAlexNet, model=as_dict(cfg, "model"), **as_dict(cfg, "optim"))
+    pretrained = finetune.init_from(cfg, module)  # the "*" models' fine-tuning: all but fc8 from init_from
     callbacks = instantiate_all(cfg.get("callbacks"), "callbacks")
     loggers = instantiate_all(cfg.get("logger"), "logger")
     if not loggers:  # logger=none: the lr monitor has nowhere to write
         callbacks = [c for c in callbacks if not isinstance(c, LearningRateMonitor)]
     trainer_args = as_dict(cfg, "trainer")
     callbacks.append(FastPath(**split_fast_path(trainer_args)))
-    trainer = build("trainer", L.Trainer, **trainer_args, callbacks=callbacks, logger=loggers or False, default_root_dir=str(out))
+    ddp.use_job_command_for_ranks()
+    trainer = build("trainer", L.Trainer, **trainer_args, callbacks=callbacks, logger=loggers or False, default_root_dir=str(out),
+                    plugins=[checkpoint.AtomicCheckpointIO()])
+    ckpt_path = checkpoint.resolve(cfg.get("ckpt_path"), last_checkpoint_path(trainer).parent)
+    if ckpt_path:  # fail now, naming the file, rather than deep inside Lightning's restore
+        checkpoint.check_matches(ckpt_path, checkpoint.load(ckpt_path), module, as_dict(cfg, "model"))
     for logger in loggers:
         logger.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))
 
     start = time.time()
-    trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
+    try:
+        trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path)
+    except (SIGTERMException, RunStopped) as err:
+        raise stopped(cfg, trainer, err, out) from None
+    except (FileNotFoundError, ValueError) as err:  # the data module's: they name data.root, data.<key>
+        if isinstance(err, ValueError) and not str(err).startswith("data."):
+            raise
+        raise ConfigError(str(err)) from None
     summary = {"status": "finished", "epochs": trainer.current_epoch, "fit_seconds": round(time.time() - start, 1)}
     summary.update({k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith(("train/", "val/"))})
     if cfg.get("test") and not trainer.fast_dev_run:
@@ -62,10 +95,32 @@ def train(cfg: DictConfig) -> dict:
         summary["test_checkpoint"] = best
         summary["test_crops"] = datamodule.test_crops
     summary["run_dir"] = str(out)
+    summary.update(runinfo.run_info(cfg))  # experiment, overrides, seed, tags: what the tables group by
+    if pretrained:
+        summary["init_from"] = pretrained
+    if trainer.is_global_zero and cfg.get("figures", True) and not trainer.fast_dev_run:  # figures 3, 4: tested weights
+        summary["figures"] = [str(p) for p in figures.save_all_safely(module, datamodule, out, trainer.loggers)]
     if trainer.is_global_zero:
         (out / SUMMARY).write_text(json.dumps(summary, indent=1))
         print_summary(summary)
+    tracking.finish(loggers, summary)  # W&B: final numbers, and close the run before the next job
     return summary
+
+
+def stopped(cfg: DictConfig, trainer: L.Trainer, err: BaseException, out: Path) -> RunStopped:
+    """SIGTERM/SIGINT (checkpoint saved by GracefulStop) or a non-finite loss: record it in summary.json."""
+    if isinstance(err, RunStopped):
+        stop = err
+    else:
+        graceful = [c for c in trainer.callbacks if isinstance(c, GracefulStop)]
+        stop = graceful[0].stopped(trainer) if graceful else \
+            RunStopped("stopped by SIGTERM (callbacks.graceful_stop is off: nothing saved)", "interrupted", 143, None)
+    if trainer.is_global_zero:
+        summary = {"status": stop.status, "message": str(stop), "checkpoint": stop.checkpoint, "epochs": trainer.current_epoch,
+                   "global_step": trainer.global_step, "run_dir": str(out), **runinfo.run_info(cfg)}
+        (out / SUMMARY).write_text(json.dumps(summary, indent=1))
+    stop.global_zero = trainer.is_global_zero
+    return stop
 
 
 def print_summary(summary: dict) -> None:
@@ -82,4 +137,4 @@ def print_summary(summary: dict) -> None:
     console.print(f"run folder: {summary['run_dir']}")
 
 
-__all__ = ["train", "ConfigError"]
+__all__ = ["train", "ConfigError", "RunStopped"]

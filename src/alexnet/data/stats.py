@@ -9,13 +9,13 @@ from rich.progress import track
 from torch.utils.data import DataLoader, Dataset, Subset
 
 
-def stats_path(root: Path, split: str, resize: int, max_images: int, files: list[str]) -> Path:
+def stats_path(cache_dir: Path, split: str, resize: int, max_images: int, ids: list[str]) -> Path:
     # The cache key covers what the numbers depend on: which images, at which size.
-    digest = hashlib.sha1("\n".join(files).encode()).hexdigest()[:12]
-    return Path(root) / f".stats_{split}_{resize}px_{max_images}_{digest}.pt"
+    digest = hashlib.sha1("\n".join(ids).encode()).hexdigest()[:12]
+    return Path(cache_dir) / f".stats_{split}_{resize}px_{max_images}_{digest}.pt"
 
 
-def compute_stats(dataset: Dataset, max_images: int, num_workers: int = 0) -> dict[str, torch.Tensor]:
+def compute_stats(dataset: Dataset, max_images: int, num_workers: int = 0, collate_fn=None) -> dict[str, torch.Tensor]:
     """Mean image (3, R, R) on the 0..255 scale, and eigval/eigvec of the 3x3 RGB covariance
     on the 0..1 scale (the convention of the published ImageNet constants).
 
@@ -25,13 +25,13 @@ def compute_stats(dataset: Dataset, max_images: int, num_workers: int = 0) -> di
     if max_images and n > max_images:
         dataset = Subset(dataset, torch.linspace(0, n - 1, max_images).long().tolist())
     # Its own generator: iterating a loader draws a seed, which must not shift the run's global RNG.
-    loader = DataLoader(dataset, batch_size=256, num_workers=num_workers, generator=torch.Generator())
+    loader = DataLoader(dataset, batch_size=256, num_workers=num_workers, generator=torch.Generator(), collate_fn=collate_fn)
     total = None
     moments = torch.zeros(3, 3, dtype=torch.float64)
     colour_sum = torch.zeros(3, dtype=torch.float64)
     pixels = 0
-    for x, _ in track(loader, description="training-set mean and RGB covariance", transient=True):
-        x = x.double()
+    for batch in track(loader, description="training-set mean and RGB covariance", transient=True):
+        x = batch[0].double()
         total = x.sum(0) if total is None else total + x.sum(0)
         flat = x.permute(1, 0, 2, 3).reshape(3, -1) / 255.0
         moments += flat @ flat.T
@@ -43,20 +43,22 @@ def compute_stats(dataset: Dataset, max_images: int, num_workers: int = 0) -> di
     eigval, eigvec = torch.linalg.eigh(cov)
     order = eigval.argsort(descending=True)
     return {
-        "mean_image": (total / count).float(),
+        "mean_image": (total / count).float().contiguous(),  # the batches may be channels-last
         "eigval": eigval[order].float(),
         "eigvec": eigvec[:, order].float(),
         "images": torch.tensor(count),
     }
 
 
-def load_or_compute(dataset, root: Path, split: str, resize: int, max_images: int, num_workers: int = 0) -> dict:
-    files = [str(Path(p).relative_to(root)) for p, _ in dataset.samples]
-    path = stats_path(root, split, resize, max_images, files)
+def load_or_compute(dataset, ids: list[str], cache_dir: Path, split: str, resize: int, max_images: int, num_workers: int = 0,
+                    collate_fn=None) -> dict:
+    """``ids``: a stable name per image (relative path, archive member), the cache key."""
+    path = stats_path(cache_dir, split, resize, max_images, ids)
     if path.exists():
         return torch.load(path)
-    stats = compute_stats(dataset, max_images, num_workers)
-    tmp = path.with_suffix(".tmp")
+    stats = compute_stats(dataset, max_images, num_workers, collate_fn)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f"{path.name}.tmp")
     torch.save(stats, tmp)
     tmp.replace(path)  # atomic: a crash never leaves a half-written cache
     return stats

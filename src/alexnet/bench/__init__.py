@@ -1,0 +1,1 @@
+"""Benchmarks: ``python -m alexnet.bench.data`` (the loader, images/s per CPU core)."""

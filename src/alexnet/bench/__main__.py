@@ -1,0 +1,57 @@
+"""python -m alexnet.bench: the whole speed table in one run, on one machine.
+
+    python -m alexnet.bench [--images DIR] [--device cpu|cuda] [--batch N] [--crop 227] [--steps N]
+
+1. model train step: this project's LightningModule vs a bare PyTorch loop over the same
+   network, batch and threads (the Lightning overhead), vs torchvision's AlexNet in that loop;
+2. loader images/s per core: the prepared store vs the torchvision reference pipeline
+   (``alexnet.bench.data``), on the same original JPEGs (``--images``);
+3. end to end (loader workers + device-side augmentation + step) from that store, and the
+   wall time it implies for 90 ImageNet epochs;
+on a GPU also the achieved TFLOP/s as a fraction of the measured bf16 matmul peak.
+"""
+
+import argparse
+import tempfile
+from pathlib import Path
+
+import torch
+
+from alexnet.bench import data as data_bench
+from alexnet.bench import end_to_end, model
+from alexnet.bench.report import print_rows
+
+SHARED_SAMPLE = Path(__file__).resolve().parents[3].parent / "shared" / "data" / "imagenet-sample"
+
+
+def main(argv=None) -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--images", type=Path, default=SHARED_SAMPLE, help="original JPEGs, DIR/<split>/<class>/ (default: %(default)s)")
+    p.add_argument("--skip-data", action="store_true", help="model step only")
+    args, rest = p.parse_known_args(argv)
+    setup = model.parse(rest)
+
+    rows = model.run(setup)
+    if setup.device == "cuda":
+        peak = model.matmul_peak_tflops("cuda")
+        for row in rows:
+            if "tflops" in row:
+                row["peak_fraction"] = row["tflops"] / peak
+        rows.append({"name": "measured bf16 matmul peak", "value": f"{peak:.0f} TFLOP/s"})
+    title = f"train step, batch {setup.batch}, crop {setup.crop}, {setup.device} ({torch.cuda.get_device_name() if setup.device == 'cuda' else f'{torch.get_num_threads()} threads'}), {setup.precision}"
+    if args.skip_data:
+        print_rows(title, rows)
+        return
+
+    store = Path(tempfile.mkdtemp(prefix="alexnet-bench-store-"))
+    _, split = data_bench.image_folder(args.images)
+    loader = data_bench.main(["--images", str(args.images), "--store", str(store), "--crop", str(setup.crop)])
+    rows.append({"name": "loader per core: torchvision reference", "images_per_s": 1 / loader["reference"]})
+    rows.append({"name": "loader per core: prepared store + batch ops", "images_per_s": 1 / loader["project"],
+                 "value": f"{loader['speedup']:.1f}x the reference"})
+    rows.append(end_to_end.run(setup, str(store), split=split))
+    print_rows(title, rows)
+
+
+if __name__ == "__main__":
+    main()

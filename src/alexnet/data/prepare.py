@@ -1,0 +1,234 @@
+"""python -m alexnet.data.prepare SRC OUT: convert a dataset once into the store that training reads.
+
+SRC is the official ILSVRC archives + devkit, the extracted ``train/<wnid>/`` ``val/<wnid>/``
+layout, or any folder-per-class set. Every image is decoded (CMYK, grayscale, PNG-named-.JPEG
+become RGB), its shorter side rescaled to 256 and its central 256x256 patch (section 2: the
+paper's own down-sampling, done once instead of every epoch) stored as a JPEG in WebDataset
+tar shards (see ``alexnet.data.store``).
+
+Resumable: a shard is written under a temporary name, renamed when complete, and only then
+gets its ``.json`` done marker; a rerun skips the marked shards and rewrites the others, so
+an interruption never duplicates or corrupts. The plan (which image goes in which shard) is
+fixed by the source listing and the options, and a rerun with a different plan is refused.
+Unreadable images are listed in ``unreadable.tsv`` and counted, in every split.
+"""
+
+import argparse
+import hashlib
+import io
+import json
+import multiprocessing
+import os
+import sys
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+import torch
+import webdataset as wds
+from PIL import Image
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from torchvision.io import encode_jpeg
+
+from alexnet.data.records import ByteReader, Records
+from alexnet.data.sources import open_source
+from alexnet.data.store import FORMAT, INDEX, VERSION
+from alexnet.data.transforms import UnreadableImage, decode
+from alexnet.data.verify import verify_store
+
+PLAN = "prepare.json"
+MANIFEST = "unreadable.tsv"
+
+
+def source_kind(data: bytes) -> str:
+    """'JPEG RGB', 'JPEG CMYK', 'JPEG L', 'PNG RGB', ...: read from the header only."""
+    try:
+        with Image.open(io.BytesIO(data)) as im:
+            return f"{im.format} {im.mode}"
+    except Exception:  # noqa: BLE001 - the decoder reports the real error
+        return "unknown"
+
+
+def write_shard(task: dict) -> dict:
+    """Write one shard: tar under a temporary name, rename, then the .json done marker."""
+    tar = Path(task["tar"])
+    tmp = tar.with_name(f"{tar.name}.tmp.{os.getpid()}")
+    reader = ByteReader()
+    members, unreadable, converted = [], [], Counter()
+    with open(tmp, "wb") as f:
+        sink = wds.TarWriter(f, mtime=0)  # mtime 0: the same images give the same bytes
+        for key, (image_id, file, offset, size, label) in task["items"]:
+            try:
+                data = reader.read(file, offset, size)
+                img = decode(data, task["resize"])
+            except (OSError, UnreadableImage) as err:
+                unreadable.append([image_id, str(err)])
+                continue
+            kind = source_kind(data)
+            if kind != "JPEG RGB":
+                converted[kind] += 1
+            sink.write({"__key__": key, "cls": str(label).encode(), "jpg": encode_jpeg(img, quality=task["quality"]).numpy().tobytes()})
+            members.append({"key": key, "id": image_id, "label": label})
+        sink.close()
+        f.flush()
+        os.fsync(f.fileno())
+    reader.close()
+    os.replace(tmp, tar)
+    offsets = member_offsets(tar)
+    for m in members:
+        m["offset"], m["size"] = offsets[f"{m['key']}.jpg"]
+    marker = {"tar_bytes": tar.stat().st_size, "members": members, "unreadable": unreadable, "converted": dict(converted)}
+    write_json(tar.with_suffix(".json"), marker)
+    return {"split": task["split"], "done": len(task["items"])}
+
+
+def member_offsets(tar: Path) -> dict[str, tuple[int, int]]:
+    import tarfile
+
+    with tarfile.open(tar, "r:") as t:
+        return {m.name: (m.offset_data, m.size) for m in t if m.isfile()}
+
+
+def write_json(path: Path, obj) -> None:
+    tmp = path.with_name(f"{path.name}.tmp.{os.getpid()}")
+    tmp.write_text(json.dumps(obj))
+    os.replace(tmp, path)
+
+
+def plan_split(split: str, records: Records, out: Path, shard_size: int, seed: int) -> list[dict]:
+    """Fixed assignment of images to shards. Train is shuffled once (seeded) so that a streaming
+    WebDataset reader, which only shuffles within a buffer, sees mixed classes in every shard."""
+    order = np.random.default_rng(seed).permutation(len(records)) if split == "train" else np.arange(len(records))
+    shards = []
+    for n, start in enumerate(range(0, len(order), shard_size)):
+        chunk = order[start : start + shard_size]
+        items = [(f"{int(i):08d}", records.item(int(i))) for i in chunk]
+        shards.append({"split": split, "tar": str(out / split / f"shard-{n:06d}.tar"), "items": items})
+    return shards
+
+
+def fingerprint(shards: list[dict], options: dict) -> str:
+    h = hashlib.sha1(json.dumps(options, sort_keys=True).encode())
+    for s in shards:
+        h.update(s["tar"].encode())
+        for key, (image_id, _, _, _, label) in s["items"]:
+            h.update(f"{key} {image_id} {label}\n".encode())
+    return h.hexdigest()
+
+
+def check_plan(out: Path, digest: str, src: Path) -> None:
+    path = out / PLAN
+    if path.exists():
+        previous = json.loads(path.read_text())["fingerprint"]
+        if previous != digest:
+            raise SystemExit(f"{out} holds a store prepared from another source or with other options (its {PLAN} differs): "
+                             f"choose a new OUT folder or delete {out}")
+    else:
+        out.mkdir(parents=True, exist_ok=True)
+        write_json(path, {"fingerprint": digest, "source": str(src)})
+
+
+def remove_leftovers(out: Path, splits: list[str]) -> None:
+    """Temporary files of an interrupted run (their shards have no done marker and are redone)."""
+    for split in splits:
+        for tmp in (out / split).glob("*.tmp.*"):
+            tmp.unlink(missing_ok=True)
+
+
+def run_pool(pending: list[dict], workers: int, console: Console) -> None:
+    total = sum(len(s["items"]) for s in pending)
+    columns = (TextColumn("[bold]prepare"), BarColumn(), MofNCompleteColumn(), TextColumn("images"), TimeElapsedColumn(), TimeRemainingColumn())
+    # fork, before the progress bar starts its thread: no thread is copied into a worker, and
+    # a worker starts at once (spawn re-imports torch in each: 5-10 s on this 2-core machine).
+    pool = multiprocessing.get_context("fork").Pool(workers, initializer=torch.set_num_threads, initargs=(1,)) if workers > 1 else None
+    try:
+        with Progress(*columns, console=console) as progress:
+            bar = progress.add_task("images", total=total)
+            results = pool.imap_unordered(write_shard, pending) if pool else map(write_shard, pending)
+            for result in results:
+                progress.advance(bar, result["done"])
+    finally:
+        if pool:
+            pool.terminate()
+
+
+def prepare(src: Path, out: Path, splits: list[str] | None = None, workers: int | None = None, shard_size: int = 1000,
+            resize: int = 256, quality: int = 90, seed: int = 0, console: Console | None = None) -> dict:
+    src, out = Path(src), Path(out)
+    console = console or Console()
+    source = open_source(src, cache_dir=out / ".cache")
+    if source.kind == "store":
+        raise SystemExit(f"{src} is already a prepared store")
+    splits = splits or source.splits()
+    records = {split: source.records(split) for split in splits}
+    classes = records["train"].classes if "train" in records else records[splits[0]].classes
+    for split, r in records.items():
+        if r.classes != classes:
+            raise SystemExit(f"{src}: the '{split}' classes differ from the '{splits[0]}' classes")
+    shards = [dict(s, resize=resize, quality=quality) for split in splits for s in plan_split(split, records[split], out, shard_size, seed)]
+    options = {"resize": resize, "quality": quality, "shard_size": shard_size, "seed": seed, "splits": splits}
+    check_plan(out, fingerprint(shards, options), src)
+    for split in splits:
+        (out / split).mkdir(parents=True, exist_ok=True)
+    remove_leftovers(out, splits)
+    pending = [s for s in shards if not Path(s["tar"]).with_suffix(".json").exists()]
+    console.print(f"{src} ({source.kind}): {sum(len(r) for r in records.values())} images in {', '.join(splits)}; "
+                  f"{len(shards) - len(pending)} of {len(shards)} shards already done")
+    run_pool(pending, workers or os.cpu_count() or 1, console)
+    summary = verify_store(out, splits, {split: len(r) for split, r in records.items()}, classes, shard_size)
+    write_manifest(out, splits, summary)
+    index = {"format": FORMAT, "version": VERSION, "resize": resize, "quality": quality, "source": str(src), "source_kind": source.kind,
+             "classes": classes, "names": source.names_of(classes),
+             "splits": {split: {k: v for k, v in s.items() if k != "unreadable_list"} for split, s in summary.items()}}
+    write_json(out / INDEX, index)  # last: its presence means complete and verified
+    return index
+
+
+def write_manifest(out: Path, splits: list[str], summary: dict) -> None:
+    lines = ["split\timage\treason"]
+    for split in splits:
+        lines += [f"{split}\t{image_id}\t{reason}" for image_id, reason in summary[split]["unreadable_list"]]
+    tmp = out / f"{MANIFEST}.tmp"
+    tmp.write_text("\n".join(lines) + "\n")
+    tmp.replace(out / MANIFEST)
+
+
+def print_summary(index: dict, out: Path, console: Console) -> None:
+    from rich.table import Table
+
+    table = Table(title=f"store {out} (verified)")
+    for column in ("split", "images", "classes", "per class", "unreadable", "converted to RGB JPEG"):
+        table.add_column(column, justify="left" if column in ("split", "converted to RGB JPEG") else "right")
+    for split, s in index["splits"].items():
+        per_class = [c for c in s["per_class"] if c]
+        converted = ", ".join(f"{k}: {v}" for k, v in sorted(s["converted"].items())) or "-"
+        span = f"{min(per_class)}..{max(per_class)}" if per_class else "-"
+        table.add_row(split, str(s["images"]), str(len(per_class)), span, str(s["unreadable"]), converted)
+    console.print(table)
+    bad = sum(s["unreadable"] for s in index["splits"].values())
+    if bad:
+        console.print(f"[yellow]{bad} unreadable images left out, listed in {out / MANIFEST}")
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m alexnet.data.prepare", description=__doc__.split("\n\n")[0])
+    parser.add_argument("src", type=Path, help="ILSVRC archives + devkit, or a folder with <split>/<class>/ images")
+    parser.add_argument("out", type=Path, help="the store folder (rerun with the same OUT to resume)")
+    parser.add_argument("--splits", nargs="+", help="default: every split the source has")
+    parser.add_argument("--workers", type=int, default=None, help="processes (default: one per CPU core)")
+    parser.add_argument("--shard-size", type=int, default=1000, help="images per shard (~25 MB at 256px)")
+    parser.add_argument("--resize", type=int, default=256, help="side of the stored central square (section 2: 256)")
+    parser.add_argument("--quality", type=int, default=90, help="JPEG quality of the stored images")
+    args = parser.parse_args(argv)
+    console = Console()
+    try:
+        index = prepare(args.src, args.out, args.splits, args.workers, args.shard_size, args.resize, args.quality, console=console)
+    except (FileNotFoundError, ValueError) as err:
+        console.print(f"[red]prepare: {err}")
+        sys.exit(2)
+    print_summary(index, args.out, console)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,118 @@
+"""Where each image's bytes are, whatever the layout: a whole file (``train/<wnid>/x.JPEG``) or
+a byte range inside a tar (the official ILSVRC archives, the prepared store's shards).
+
+One representation for all three layouts lets one dataset class, ``prepare`` and the
+benchmark read any of them, and a byte range read with ``os.pread`` needs no extraction.
+"""
+
+import os
+from collections import OrderedDict
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+
+@dataclass
+class Records:
+    classes: list[str]  # wnids (or folder names) in class-index order: sorted
+    ids: list[str]  # a stable name per image for messages and cache keys: relative path or tar member
+    labels: np.ndarray  # int64 class index
+    files: list[str]  # the files holding the bytes
+    file_of: np.ndarray  # int32: image i lives in files[file_of[i]]
+    offsets: np.ndarray  # int64: first byte in that file
+    sizes: np.ndarray  # int64: byte count; -1 is the whole file
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def item(self, i: int) -> tuple[str, str, int, int, int]:
+        """(id, file, offset, size, label) of image i: plain values, cheap to send to a worker."""
+        return self.ids[i], self.files[self.file_of[i]], int(self.offsets[i]), int(self.sizes[i]), int(self.labels[i])
+
+    @classmethod
+    def of_files(cls, classes: list[str], root: Path, samples: list[tuple[str, int]]) -> "Records":
+        """Whole files: ``samples`` are (path, label) as torchvision's ``make_dataset`` lists them."""
+        n = len(samples)
+        return cls(
+            classes=classes,
+            ids=[os.path.relpath(p, root) for p, _ in samples],
+            labels=np.array([y for _, y in samples], dtype=np.int64),
+            files=[p for p, _ in samples],
+            file_of=np.arange(n, dtype=np.int32),
+            offsets=np.zeros(n, dtype=np.int64),
+            sizes=np.full(n, -1, dtype=np.int64),
+        )
+
+    @classmethod
+    def of_members(cls, classes: list[str], file: str, members: list[tuple[str, int, int, int]]) -> "Records":
+        """Byte ranges of one tar: ``members`` are (id, offset, size, label)."""
+        n = len(members)
+        return cls(
+            classes=classes,
+            ids=[m[0] for m in members],
+            labels=np.array([m[3] for m in members], dtype=np.int64),
+            files=[str(file)],
+            file_of=np.zeros(n, dtype=np.int32),
+            offsets=np.array([m[1] for m in members], dtype=np.int64),
+            sizes=np.array([m[2] for m in members], dtype=np.int64),
+        )
+
+    @classmethod
+    def concat(cls, parts: list["Records"]) -> "Records":
+        if not parts:
+            raise ValueError("no records to concatenate")
+        shift = np.cumsum([0] + [len(p.files) for p in parts[:-1]])
+        return cls(
+            classes=parts[0].classes,
+            ids=[i for p in parts for i in p.ids],
+            labels=np.concatenate([p.labels for p in parts]),
+            files=[f for p in parts for f in p.files],
+            file_of=np.concatenate([p.file_of + s for p, s in zip(parts, shift)]).astype(np.int32),
+            offsets=np.concatenate([p.offsets for p in parts]),
+            sizes=np.concatenate([p.sizes for p in parts]),
+        )
+
+
+class ByteReader:
+    """Reads byte ranges, keeping a few files open: a store shard or an ILSVRC tar is read
+    thousands of times per epoch, and opening it each time costs more than the read."""
+
+    def __init__(self, max_open: int = 64):
+        self.max_open = max_open
+        self.fds: OrderedDict[str, int] = OrderedDict()
+        self.pid = os.getpid()
+
+    def read(self, path: str, offset: int, size: int) -> bytes:
+        if size < 0:
+            with open(path, "rb") as f:
+                return f.read()
+        data = os.pread(self.fd(path), size, offset)
+        if len(data) != size:
+            raise OSError(f"{path}: expected {size} bytes at offset {offset}, got {len(data)} (file truncated?)")
+        return data
+
+    def fd(self, path: str) -> int:
+        if self.pid != os.getpid():  # a forked loader worker: open its own
+            self.fds.clear()
+            self.pid = os.getpid()
+        fd = self.fds.get(path)
+        if fd is None:
+            if len(self.fds) >= self.max_open:
+                os.close(self.fds.popitem(last=False)[1])
+            fd = self.fds[path] = os.open(path, os.O_RDONLY)
+        else:
+            self.fds.move_to_end(path)
+        return fd
+
+    def close(self) -> None:
+        if self.pid == os.getpid():
+            for fd in self.fds.values():
+                os.close(fd)
+        self.fds.clear()
+
+    def __getstate__(self):  # sent to a spawned worker: descriptors do not travel
+        return {"max_open": self.max_open}
+
+    def __setstate__(self, state):
+        self.__init__(state["max_open"])

@@ -1,0 +1,57 @@
+"""Lightning DDP under Hydra: one run folder per job (not per rank), and multiruns that work.
+
+Lightning's DDP launcher starts ranks 1..N-1 by re-running the script. Its Hydra support re-runs
+``sys.argv`` with ``hydra.run.dir`` pinned, which breaks in two cases: in a multirun ``sys.argv``
+holds ``-m`` and the whole sweep (each child would start a sweep of its own), and under the
+submitit launcher the script is submitit's job runner, not train.py. Here a child runs train.py
+with the job's own overrides in the job's own folder. And after a DDP job the launching process
+keeps the DDP environment (LOCAL_RANK, MASTER_PORT, ...) and the process group; the next job of a
+multirun would take those as "processes already started for me" and wait forever, so
+``job_scope`` puts them back as they were.
+"""
+
+import contextlib
+import os
+import sys
+from pathlib import Path
+
+import torch
+from lightning.pytorch.strategies.launchers import subprocess_script
+
+DDP_ENV = ("MASTER_ADDR", "MASTER_PORT", "NODE_RANK", "LOCAL_RANK", "WORLD_SIZE", "GROUP_RANK", "RANK")
+
+
+def child_command(local_rank: int) -> tuple[list[str], str]:
+    """The command line of a rank>0 process: this job's overrides, in this job's folder."""
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.utils import get_original_cwd
+
+    hydra = HydraConfig.get()
+    script = Path(os.environ.get("PROJECT_ROOT", get_original_cwd())) / "train.py"
+    command = [sys.executable, str(script), f"--config-name={hydra.job.config_name}", *hydra.overrides.task]
+    # output_subdir=null: only rank 0 writes the job's .hydra/ record.
+    command += [f'hydra.run.dir="{hydra.runtime.output_dir}"', f"hydra.job.name={hydra.job.name}_rank{local_rank}",
+                "hydra.output_subdir=null"]
+    return command, get_original_cwd()
+
+
+def use_job_command_for_ranks() -> None:
+    # The launcher looks the function up at call time; replacing it is the one change needed.
+    subprocess_script._hydra_subprocess_cmd = child_command
+
+
+@contextlib.contextmanager
+def job_scope():
+    """Leaves the process as it found it: DDP environment variables and no process group."""
+    saved = {key: os.environ.get(key) for key in DDP_ENV}
+    started = torch.distributed.is_available() and torch.distributed.is_initialized()
+    try:
+        yield
+    finally:
+        if not started and torch.distributed.is_available() and torch.distributed.is_initialized():
+            torch.distributed.destroy_process_group()
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value

@@ -1,0 +1,135 @@
+"""Exact resume, wired in conf/callbacks/default.yaml: last.ckpt after every epoch, and in it every
+random stream and the lr schedule's pending step, so that a run stopped and resumed draws the
+same shuffles, crops, flips, colour noise and dropout masks, with the same learning rates, as
+one that never stopped."""
+
+import random
+
+import lightning as L
+import numpy as np
+import torch
+from lightning.pytorch.callbacks import Callback, ModelCheckpoint
+
+from alexnet.stopping import check_weights_finite
+
+
+class Checkpoint(ModelCheckpoint):
+    """ModelCheckpoint whose last.ckpt is the run's latest state after every epoch.
+
+    Lightning (2.2 on) rewrites last.ckpt only when it writes a top-k checkpoint, i.e. when the
+    monitored metric improved: resuming after a plateau would silently go back several epochs.
+    """
+
+    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        super().on_train_epoch_end(trainer, pl_module)
+        if self._should_save_on_train_epoch_end(trainer):
+            self._save_last_always(trainer)
+
+    def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        super().on_validation_end(trainer, pl_module)
+        if not self._should_save_on_train_epoch_end(trainer):
+            self._save_last_always(trainer)
+
+    def _save_checkpoint(self, trainer: L.Trainer, filepath: str) -> None:
+        check_weights_finite(trainer, filepath)  # a diverged net never replaces the last good checkpoint
+        super()._save_checkpoint(trainer, filepath)
+
+    def _save_last_always(self, trainer: L.Trainer) -> None:
+        # Skipped when this step was just saved, while sanity checking, under fast_dev_run.
+        if self.save_last and not self._should_skip_saving_checkpoint(trainer):
+            self._save_last_checkpoint(trainer, self._monitor_candidates(trainer))
+
+
+class ExactResume(Callback):
+    """Restores what Lightning's resume leaves out, so a resumed run is the uninterrupted one.
+
+    1. The global RNG states (torch CPU and CUDA, numpy, python). Every random draw of a run comes
+       from them: the loader's shuffle (RandomSampler seeds itself from the torch RNG as each
+       epoch's iterator starts), BatchAugment's crops, reflections and PCA noise (the torch RNG of
+       the batch's device) and dropout. They are restored while the checkpoint is loaded, before
+       the first training iterator is made. Under DDP every rank seeds and draws alike, so rank 0's
+       states serve them all (and DistributedSampler shuffles by seed and epoch).
+    2. The epoch-end step of ReduceLROnPlateau. last.ckpt is written at the end of validation,
+       before that step; on resume Lightning skips it (the metric it needs is not in the
+       checkpoint), so the schedule would lag one epoch behind. The metric is saved here and the
+       step replayed when training restarts. After a mid-epoch checkpoint (SIGTERM) Lightning
+       skips the step of the epoch it finishes; it is taken here at that epoch's end.
+    """
+
+    def __init__(self) -> None:
+        self.trainer: L.Trainer | None = None
+        self.pending: dict | None = None
+        self.rng: dict | None = None
+
+    def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
+        self.trainer = trainer
+
+    def state_dict(self) -> dict:
+        kind, keys, pos, has_gauss, gauss = np.random.get_state()
+        # Plain lists and tensors: checkpoints load with torch.load(weights_only=True).
+        states = {"torch": torch.get_rng_state(), "numpy": [kind, keys.tolist(), pos, has_gauss, gauss],
+                  "python": random.getstate()}
+        if torch.cuda.is_available() and torch.cuda.is_initialized():
+            states["cuda"] = torch.cuda.get_rng_state_all()
+        return {"rng": states, "plateau": self.plateau_metrics()}
+
+    def plateau_metrics(self) -> dict | None:
+        """The epoch and monitored values of an epoch whose scheduler step has not happened yet."""
+        trainer = self.trainer
+        if trainer is None:
+            return None
+        progress = trainer.fit_loop.epoch_progress.current
+        if progress.completed >= progress.ready:
+            return None
+        monitors = {c.monitor for c in trainer.lr_scheduler_configs if c.reduce_on_plateau and c.monitor}
+        values = {m: float(trainer.callback_metrics[m]) for m in monitors if m in trainer.callback_metrics}
+        return {"epoch": trainer.current_epoch, "metrics": values}
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        self.rng = state_dict["rng"]
+        set_rng_states(self.rng)
+        self.pending = state_dict.get("plateau")
+
+    def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        # The first epoch after resuming at an epoch boundary. Lightning made its iterator while
+        # loading, which drew from the RNG where the uninterrupted run did not: a persistent worker
+        # pool is made once, so its seed is drawn once per run, not once per resume; and a
+        # DistributedSampler is iterated before its epoch is set. Re-seat the RNG and remake the
+        # iterator here, where the uninterrupted run makes it.
+        rng, self.rng = self.rng, None
+        fetcher = getattr(trainer.fit_loop, "_data_fetcher", None)
+        if rng is not None and fetcher is not None:
+            set_rng_states(rng)
+            iter(fetcher)
+
+    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        # Saved after the epoch's validation (the normal last.ckpt): training restarts at the next
+        # epoch, and the owed step is taken now with the saved metric, as Lightning would have.
+        pending, self.pending = self.pending, None
+        if pending and trainer.current_epoch > pending["epoch"] and pending["metrics"]:
+            trainer.callback_metrics.update({k: torch.tensor(v) for k, v in pending["metrics"].items()})
+            trainer.fit_loop.epoch_loop.update_lr_schedulers("epoch", update_plateau_schedulers=True)
+        if pending and trainer.current_epoch == pending["epoch"]:
+            self.rng = None  # resumed mid-epoch: Lightning goes on with the iterator it made
+
+    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        # Resumed mid-epoch (SIGTERM): Lightning skips this epoch's step too while its fit loop is
+        # still "restarting"; the metric is at hand now, so take the step Lightning would have.
+        loop = trainer.fit_loop
+        if loop.restarting and loop.epoch_loop._num_ready_batches_reached():
+            loop.epoch_loop.update_lr_schedulers("epoch", update_plateau_schedulers=True)
+
+
+def set_rng_states(rng: dict) -> None:
+    torch.set_rng_state(rng["torch"])
+    kind, keys, pos, has_gauss, gauss = rng["numpy"]
+    np.random.set_state((kind, np.array(keys, dtype=np.uint32), pos, has_gauss, gauss))
+    random.setstate(_as_tuples(rng["python"]))
+    cuda = rng.get("cuda")
+    if cuda is not None and torch.cuda.is_available() and len(cuda) == torch.cuda.device_count():
+        torch.cuda.set_rng_state_all(cuda)
+
+
+def _as_tuples(value):
+    # random.setstate needs tuples; a checkpoint may hand back lists.
+    return tuple(_as_tuples(v) for v in value) if isinstance(value, (list, tuple)) else value

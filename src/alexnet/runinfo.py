@@ -1,0 +1,34 @@
+"""What a run was, for the tables: its preset, overrides, seed and tags, and a summary.json
+even when it fails (status failed, the error), so a failed job is listed, never averaged in."""
+
+import json
+import traceback
+from pathlib import Path
+
+from hydra.core.hydra_config import HydraConfig
+from lightning.pytorch.utilities import rank_zero_only
+from omegaconf import DictConfig
+
+SUMMARY = "summary.json"
+
+
+def run_info(cfg: DictConfig) -> dict:
+    experiment, overrides = None, []
+    if HydraConfig.initialized():  # absent when train() is called without Hydra's main
+        hydra = HydraConfig.get()
+        experiment = hydra.runtime.choices.get("experiment")
+        overrides = list(hydra.overrides.task)
+    return {"experiment": experiment, "overrides": overrides, "seed": cfg.get("seed"), "tags": list(cfg.get("tags") or [])}
+
+
+def write_failed(cfg: DictConfig, err: BaseException) -> None:
+    if rank_zero_only.rank != 0:
+        return
+    try:
+        out = Path(cfg.paths.output_dir)
+    except Exception:  # the config itself is broken: nowhere to write
+        return
+    out.mkdir(parents=True, exist_ok=True)
+    summary = {"status": "failed", "error": f"{type(err).__name__}: {err}",
+               "traceback": traceback.format_exception(type(err), err, err.__traceback__)[-3:], "run_dir": str(out)}
+    (out / SUMMARY).write_text(json.dumps({**summary, **run_info(cfg)}, indent=1))

@@ -1,0 +1,260 @@
+"""Weights & Biases tracking, offline-first: `logger=wandb` builds the logger here, `finish` closes the run.
+
+The mode is chosen per run: online with an API key and a reachable server, otherwise offline
+with one notice and the `wandb sync` command; `logger.wandb.mode=online|offline|disabled`
+overrides the choice. Every job of a Hydra multirun is its own W&B run, grouped by sweep and
+named after its overrides (`no_lrn-seed3`). The run id is kept in `<run_dir>/wandb_id.txt` so
+that a run resumed from its checkpoint (`ckpt_path=...`) continues the same W&B run.
+
+No start-method setting for Hydra: wandb 0.31 has none (WANDB_START_METHOD is gone); its work runs
+in the separate wandb-core process, and a multirun only needs each job's run closed (`finish`).
+"""
+
+import logging
+import netrc
+import os
+import platform
+import re
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+from urllib.parse import urlparse
+
+from lightning.pytorch.loggers import WandbLogger
+from lightning.pytorch.utilities import rank_zero_only
+
+log = logging.getLogger(__name__)
+
+MODES = ("auto", "online", "offline", "disabled")
+ID_FILE = "wandb_id.txt"
+# Overrides that say where or how a run goes (hardware, budget, folders), not what it tests: left out of run names.
+NOT_IN_NAME = re.compile(r"^(hydra|paths|logger|callbacks|trainer|debug|tags|test|ckpt_path|data\.(root|num_workers))(\.|$)")
+
+
+class TrackedWandbLogger(WandbLogger):
+    """Lightning's WandbLogger that also remembers the best validation errors for the run summary."""
+
+    def __init__(self, *args, mode: str, **kwargs):
+        super().__init__(*args, mode=mode, **kwargs)
+        self.mode = mode
+        self.best: dict = {}
+        self.started = time.time()
+
+    def log_metrics(self, metrics, step=None):
+        err = metrics.get("val/top1_err")
+        if err is not None and ("val/top1_err" not in self.best or err < self.best["val/top1_err"]):
+            self.best = {k: float(metrics[k]) for k in ("val/top1_err", "val/top5_err") if k in metrics}
+            self.best["epoch"] = int(metrics.get("epoch", -1))
+        super().log_metrics(metrics, step)
+
+
+def config_error(message: str):
+    # Hydra's instantiate wraps any Exception in its own, which would bury this message under a
+    # traceback; SystemExit passes through, like train.py's handling of ConfigError.
+    print(f"config error: {message}", file=sys.stderr, flush=True)
+    raise SystemExit(2)
+
+
+def wandb_logger(mode: str = "auto", project: str = "alexnet", entity=None, name=None, group=None, job_type=None,
+                 tags=(), log_model=False, save_dir: str = ".", ckpt_path=None, **kwargs) -> WandbLogger:
+    """The `logger.wandb` node: a WandbLogger with mode, name, group and resume id filled in."""
+    import wandb
+
+    if mode not in MODES:
+        config_error(f"logger.wandb.mode: expected one of {', '.join(MODES)}, got {mode!r}")
+    if wandb.run is not None:  # left open by a failed earlier job of this multirun: never log into it
+        wandb.finish(exit_code=1)
+    chosen, reason = choose_mode(mode)
+    hydra = hydra_job()
+    run_id = stored_id(Path(save_dir), ckpt_path) if chosen != "disabled" else None
+    if run_id:
+        log.info(f"W&B: resuming run {run_id} (from {ID_FILE} of the run being resumed)")
+    if log_model and chosen != "online":
+        log.info("logger.wandb.log_model ignored: checkpoints are uploaded as artifacts only online")
+    logger = TrackedWandbLogger(
+        project=project, entity=entity, save_dir=save_dir, id=run_id, mode=chosen, tags=list(tags or []),
+        name=name or (run_name(hydra) if hydra else None),
+        group=group or (sweep_group(hydra) if hydra else None),
+        job_type=job_type or (hydra.runtime.choices.get("experiment") if hydra else None) or "train",
+        log_model=log_model if chosen == "online" else False,
+        # Offline, wandb's own banner repeats what our one-line notice says. The commit is the
+        # project's, wherever the run folder is (wandb would look for a repository there).
+        settings=wandb.Settings(silent=chosen == "offline", **git_settings()),
+        **kwargs,
+    )
+    if chosen == "disabled" or rank_zero_only.rank != 0:
+        return logger
+    run = logger.experiment  # start now: a failure shows before training, and the id can be stored
+    (Path(save_dir) / ID_FILE).write_text(run.id + "\n")
+    run.config.update({"system": system_info(), "overrides": list(hydra.overrides.task) if hydra else sys.argv[1:]},
+                      allow_val_change=True)
+    if chosen == "offline":
+        log.warning(f"W&B offline ({reason}); upload later with: wandb sync {run.settings.sync_dir}")
+    return logger
+
+
+def choose_mode(mode: str) -> tuple[str, str]:
+    """(mode for wandb.init, why): explicit config wins, then WANDB_MODE, then key and network."""
+    import wandb
+
+    said = f"logger.wandb.mode={mode}"
+    if mode == "auto" and os.environ.get("WANDB_MODE"):  # wandb's own switch, as its users expect
+        said = f"WANDB_MODE={os.environ['WANDB_MODE']}"
+        mode = {"dryrun": "offline", "run": "online"}.get(os.environ["WANDB_MODE"], os.environ["WANDB_MODE"])
+        if mode not in MODES[1:]:
+            config_error(f"{said} is not one of online, offline, disabled (unset it for logger.wandb.mode=auto)")
+    if mode in ("offline", "disabled"):
+        return mode, said
+    # Checked before wandb.init, which would prompt for a key or wait out its 90 s timeout.
+    url = os.environ.get("WANDB_BASE_URL") or wandb.Settings().base_url
+    if not has_api_key(url):
+        if mode == "online":
+            config_error(f"{said} but no W&B API key was found: run `wandb login` (or set WANDB_API_KEY), "
+                         "or use logger.wandb.mode=offline and `wandb sync` later")
+        return "offline", "no API key: `wandb login` to go online"
+    if not reachable(url):
+        if mode == "online":
+            config_error(f"{said} but the W&B server {url} cannot be reached: "
+                         "use logger.wandb.mode=offline and `wandb sync` later")
+        return "offline", f"{url} unreachable"
+    return "online", "API key and network"
+
+
+def has_api_key(url: str) -> bool:
+    """WANDB_API_KEY, an identity token, or a `wandb login` entry in .netrc for the server's host.
+
+    Read here rather than with wandb.login(prompt=False), which asks the server for the user name.
+    """
+    if os.environ.get("WANDB_API_KEY") or os.environ.get("WANDB_IDENTITY_TOKEN_FILE"):
+        return True
+    try:
+        return netrc.netrc(os.environ.get("NETRC")).authenticators(urlparse(url).hostname or "") is not None
+    except (OSError, netrc.NetrcParseError):
+        return False
+
+
+def reachable(url: str, timeout: float = 3.0) -> bool:
+    """Can a TCP connection to the server (or the proxy in between) open within `timeout`?"""
+    parts = urlparse(url)
+    proxy = urllib.request.getproxies().get(parts.scheme)
+    if proxy and not urllib.request.proxy_bypass(parts.hostname or ""):
+        parts = urlparse(proxy if "://" in proxy else f"http://{proxy}")
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    try:
+        socket.create_connection((parts.hostname, port), timeout=timeout).close()
+        return True
+    except OSError:
+        return False
+
+
+def stored_id(run_dir: Path, ckpt_path) -> str | None:
+    """The W&B run id of the run being resumed: from its run folder, or beside its checkpoint."""
+    if not ckpt_path:
+        return None
+    ckpt = Path(str(ckpt_path))
+    for folder in (run_dir, ckpt.parent, ckpt.parent.parent):  # <run_dir>/checkpoints/last.ckpt
+        if (folder / ID_FILE).is_file():
+            return (folder / ID_FILE).read_text().strip() or None
+    return None
+
+
+def hydra_job():
+    from hydra.core.hydra_config import HydraConfig
+
+    return HydraConfig.get() if HydraConfig.initialized() else None
+
+
+def run_name(hydra) -> str | None:
+    """What this job changes, from its overrides: model.lrn=false seed=3 -> no_lrn-seed3."""
+    choices = hydra.runtime.choices
+    parts = []
+    for override in hydra.overrides.task:
+        key, _, value = override.lstrip("+~").partition("=")
+        if NOT_IN_NAME.match(key):
+            continue
+        value = re.sub(r"[^\w.,-]", "", value)
+        leaf = key.rsplit(".", 1)[-1]
+        if key in choices:  # a config group: model=alexnet_1gpu -> alexnet_1gpu
+            parts.append(value)
+        elif value.lower() in ("true", "false"):
+            parts.append(leaf if value.lower() == "true" else f"no_{leaf}")
+        elif is_number(value):
+            parts.append(f"{leaf}{value}")
+        else:
+            parts.append(f"{leaf}_{value}")
+    return "-".join(parts)[:128] or None  # None: wandb picks a name
+
+
+def is_number(text: str) -> bool:
+    try:
+        float(text)
+        return True
+    except ValueError:
+        return False
+
+
+def sweep_group(hydra) -> str | None:
+    """One group per multirun: the experiment and the sweep folder's name (a timestamp by default)."""
+    from hydra.types import RunMode
+
+    if hydra.mode != RunMode.MULTIRUN:
+        return None
+    sweep = Path(hydra.runtime.output_dir).parent.name  # <sweep dir>/<job number>
+    experiment = hydra.runtime.choices.get("experiment")
+    return f"{experiment}-{sweep}" if experiment else sweep
+
+
+def project_root() -> Path:
+    return Path(os.environ.get("PROJECT_ROOT") or Path(__file__).resolve().parents[2])
+
+
+def git_settings() -> dict:
+    root = project_root()
+    return {"git_root": str(root)} if (root / ".git").exists() else {"disable_git": True}
+
+
+def system_info() -> dict:
+    import lightning
+    import torch
+
+    def git(*args):
+        try:
+            return subprocess.run(["git", *args], cwd=project_root(), capture_output=True, text=True, timeout=10).stdout.strip()
+        except (OSError, subprocess.SubprocessError):
+            return None
+
+    commit = git("rev-parse", "HEAD")
+    return {
+        "git_commit": commit or None,
+        "git_dirty": bool(git("status", "--porcelain", "--untracked-files=no")) if commit else None,
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "cuda": torch.version.cuda,
+        "cudnn": torch.backends.cudnn.version() if torch.backends.cudnn.is_available() else None,
+        "lightning": lightning.__version__,
+        "host": socket.gethostname(),
+        "devices": [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())] or [platform.processor() or "cpu"],
+    }
+
+
+def finish(loggers: list, summary: dict) -> None:
+    """The final numbers into the W&B run summary, then close the run so the next Hydra job gets its own."""
+    ours = [logger for logger in loggers if isinstance(logger, TrackedWandbLogger)]
+    if not ours:  # no W&B in this run: not even the import
+        return
+    import wandb
+
+    for logger in ours:
+        if logger.mode == "disabled" or rank_zero_only.rank != 0:
+            continue
+        run = logger.experiment
+        run.summary.update({k: v for k, v in summary.items() if isinstance(v, (int, float, str))})
+        run.summary.update({f"best/{k.replace('/', '_')}": v for k, v in logger.best.items()})
+        run.summary["wall_seconds"] = round(time.time() - logger.started, 1)
+        if run.settings.mode == "offline":
+            log.info(f"W&B run {run.id} saved offline; upload it with: wandb sync {run.settings.sync_dir}")
+    if wandb.run is not None:
+        wandb.finish()

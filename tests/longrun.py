@@ -1,0 +1,71 @@
+"""Helpers for the long-run tests: tiny real runs of train.py and their checkpoints."""
+
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import torch
+from conftest import ROOT, compose_train
+from hydra.utils import instantiate
+
+TINY = ["data.train_per_class=8", "data.val_per_class=4", "data.batch_size=8", "data.num_workers=0",
+        "+trainer.limit_val_batches=1", "test=false", "logger=none", "++figures=false",
+        "++callbacks.model_checkpoint.save_top_k=0"]  # last.ckpt only: half the writes
+
+
+def tiny(data_root: Path, run: Path, epochs: int, *extra: str) -> list[str]:
+    """train.py arguments for a toy run: 80 synthetic images of 76 px cropped to 67, a few steps, no test."""
+    return [f"data.root={data_root}", *TINY, f"trainer.max_epochs={epochs}", f"hydra.run.dir={run}", *extra]
+
+
+def prepare(data_root: Path, *overrides: str) -> None:
+    """Generate the data and its statistics once, so that parallel jobs or DDP ranks only read them."""
+    datamodule = instantiate(compose_train(f"data.root={data_root}", *TINY, *overrides).data)
+    datamodule.prepare_data()
+    datamodule.setup("fit")
+
+
+def checkpoint(path: Path) -> dict:
+    return torch.load(path, map_location="cpu", weights_only=True)
+
+
+def start(*args: str, log: Path) -> subprocess.Popen:
+    """train.py in the background (for signals), its output in LOG."""
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "COLUMNS": "120"}
+    with open(log, "w") as out:
+        return subprocess.Popen([sys.executable, str(ROOT / "train.py"), *args], cwd=ROOT, env=env, stdout=out,
+                                stderr=subprocess.STDOUT)
+
+
+def wait_for(proc: subprocess.Popen, ready, timeout: float = 240, poll: float = 0.01):
+    """Polls READY() until it returns something truthy; fails if the process ends or time runs out first."""
+    end = time.time() + timeout
+    while time.time() < end:
+        found = ready()
+        if found:
+            return found
+        if proc.poll() is not None:
+            raise AssertionError(f"train.py ended ({proc.returncode}) before the awaited moment")
+        time.sleep(poll)
+    proc.kill()
+    raise AssertionError("timed out")
+
+
+def same_tensors(a, b) -> bool:
+    """Bitwise equality of nested dicts/lists of tensors and plain values."""
+    if isinstance(a, dict):
+        return a.keys() == b.keys() and all(same_tensors(a[k], b[k]) for k in a)
+    if isinstance(a, (list, tuple)):
+        return len(a) == len(b) and all(same_tensors(x, y) for x, y in zip(a, b))
+    if isinstance(a, torch.Tensor):
+        return isinstance(b, torch.Tensor) and a.dtype == b.dtype and torch.equal(a, b)
+    return a == b
+
+
+def train_here(run: Path, *overrides: str) -> dict:
+    """alexnet.train.train in this process, without Hydra's main: for errors at the start of a run."""
+    from alexnet.train import train
+
+    return train(compose_train(f"paths.output_dir={run}", *overrides))

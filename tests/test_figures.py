@@ -1,0 +1,93 @@
+"""Figures 3 and 4 (alexnet.figures) and figure 1 (alexnet.fig1, a smoke run): valid PNGs, right content."""
+
+import json
+import math
+
+import pytest
+import torch
+from PIL import Image
+
+from alexnet import fig1, figures
+from alexnet.data import SyntheticDataModule
+from alexnet.module import LitAlexNet
+from conftest import SHARED_DATA, compose_train
+
+
+@pytest.fixture(scope="module")
+def trained_setup(tmp_path_factory):
+    """An untrained two-GPU net at the demo's 67-pixel crop and a tiny synthetic set (real JPEGs)."""
+    cfg = compose_train(f"data.root={tmp_path_factory.mktemp('fig')}/synthetic", "data.train_per_class=5", "data.val_per_class=2",
+                        "data.num_workers=0", "data.batch_size=8")
+    from hydra.utils import instantiate
+    from omegaconf import OmegaConf
+
+    data = instantiate(OmegaConf.to_container(cfg.data, resolve=True))
+    data.prepare_data()
+    data.setup("fit")
+    torch.manual_seed(0)
+    module = LitAlexNet(model={"num_classes": 10, "crop_size": 67}).eval()
+    return module, data
+
+
+def test_figures_are_valid_pngs(trained_setup, tmp_path):
+    module, data = trained_setup
+    paths = figures.save_all(module, data, tmp_path, max_train=0)
+    assert [p.name for p in paths] == ["conv1_filters.png", "top5.png", "neighbours.png"]
+    for p in paths:
+        with Image.open(p) as image:
+            image.verify()
+            assert image.format == "PNG"
+
+
+def test_conv1_grid_shows_both_columns_side_by_side(trained_setup):
+    module, _ = trained_setup
+    grid = figures.conv1_grid(module.net, rows=8, scale=1)
+    # 96 kernels: two panels of 8 rows x 6 columns of 11x11 kernels with 1-pixel borders, 4 pixels apart.
+    assert grid.size == (2 * (6 * 12 + 1) + 4, 8 * 12 + 1)
+    one_column = LitAlexNet(model={"num_classes": 10, "crop_size": 67, "columns": 1}).net
+    assert figures.conv1_grid(one_column, rows=8, scale=1).size == (6 * 12 + 1, 8 * 12 + 1)
+
+
+def test_nearest_neighbours_are_the_exact_nearest_in_fc7(trained_setup):
+    module, data = trained_setup
+    queries = torch.stack([data.datasets["val"][i][0] for i in (0, 7)])
+    index, dist = figures.nearest_training_images(module, data, queries, k=4, max_train=0)
+    train = data.datasets["train"]
+    with torch.no_grad():
+        feats = module.net.forward_features(data.augment.eval_batch(torch.stack([train[i][0] for i in range(len(train))]), 1))
+        q = module.net.forward_features(data.augment.eval_batch(queries, 1))
+    brute = torch.cdist(q, feats, compute_mode="donot_use_mm_for_euclid_dist").topk(4, dim=1, largest=False)
+    assert torch.allclose(dist, brute.values, rtol=1e-4, atol=1e-4)
+    assert torch.equal(index, brute.indices)
+
+
+def test_images_reach_tensorboard(trained_setup, tmp_path):
+    from lightning.pytorch.loggers import TensorBoardLogger
+
+    module, data = trained_setup
+    paths = [tmp_path / "a.png"]
+    figures.conv1_grid(module.net).save(paths[0])
+    logger = TensorBoardLogger(tmp_path, name="tb", version="")
+    figures.log_images(logger, paths)
+    logger.experiment.flush()
+    assert list((tmp_path / "tb").glob("events.out.tfevents.*"))
+
+
+def test_epochs_to_target_interpolates_the_crossing():
+    assert fig1.epochs_to([(1, 0.5), (2, 0.3), (3, 0.2)], 0.25) == pytest.approx(2.5)
+    assert fig1.epochs_to([(1, 0.5), (2, 0.3)], 0.25) is None
+    assert fig1.epochs_to([(0.2, 0.2)], 0.25) == pytest.approx(0.2 * (0.9 - 0.25) / 0.7)  # from chance at epoch 0
+
+
+def test_fig1_smoke_run(tmp_path):
+    if not (SHARED_DATA / "cifar10" / "train").is_dir():
+        pytest.skip(f"CIFAR-10 folder copy not available at {SHARED_DATA / 'cifar10'}")
+    cfg = {"data_root": str(SHARED_DATA / "cifar10"), "train_images": 1280, "max_epochs": 1, "time_limit_s": 60}
+    result = fig1.run(cfg, tmp_path)
+    # One epoch, a point every fifth of it (cuda-convnet's five CIFAR-10 data batches).
+    assert set(result["train_err"]) == {"relu", "tanh"} and all(len(v) == 5 for v in result["train_err"].values())
+    assert all(0 <= e <= 1 for v in result["train_err"].values() for _, e in v if not math.isnan(e))
+    assert result["epochs_run"] == {"relu": 1.0, "tanh": 1.0}
+    assert json.loads((tmp_path / "fig1.json").read_text())["lr"] == result["lr"]
+    with Image.open(tmp_path / "fig1_relu_vs_tanh.png") as image:
+        assert image.format == "PNG"

@@ -1,0 +1,72 @@
+"""Interruptions: SIGTERM (pre-emption) and SIGINT save a checkpoint and exit with a message naming
+it; kill -9 during a checkpoint write leaves the previous one whole; each time ckpt_path=last
+continues; a NaN loss stops the run and keeps the last good checkpoint."""
+
+import json
+import signal
+import time
+
+import torch
+from conftest import run_train
+from longrun import checkpoint, prepare, start, tiny, wait_for
+
+STEPS = 8  # training steps per epoch; three epochs
+
+
+def test_a_run_stopped_three_ways_continues_to_the_end(tmp_path):
+    prepare(tmp_path / "data")
+    run, ckpts = tmp_path / "run", tmp_path / "run" / "checkpoints"
+    args = tiny(tmp_path / "data", run, 3, f"+trainer.limit_train_batches={STEPS}", "ckpt_path=last")
+    last = ckpts / "last.ckpt"
+
+    # 1. SIGTERM in the second epoch (last.ckpt of the first is there): saved, named, exit 128+15.
+    proc = start(*args, log=tmp_path / "1.log")
+    wait_for(proc, last.exists)
+    time.sleep(0.5)  # into the second epoch
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(timeout=120) == 143
+    out = (tmp_path / "1.log").read_text()
+    assert "stopped by SIGTERM at epoch 1" in out and f"saved {last}" in out and "ckpt_path=last" in out
+    step = checkpoint(last)["global_step"]
+    assert STEPS < step < 2 * STEPS, step  # mid-epoch
+    assert json.loads((run / "summary.json").read_text())["status"] == "interrupted"
+
+    # 2. The same command resumes; Ctrl+C (SIGINT) in the third epoch stops it the same way.
+    mtime = last.stat().st_mtime_ns
+    proc = start(*args, log=tmp_path / "2.log")
+    wait_for(proc, lambda: last.stat().st_mtime_ns != mtime)  # the second epoch's last.ckpt
+    time.sleep(0.5)
+    proc.send_signal(signal.SIGINT)
+    assert proc.wait(timeout=120) == 130
+    assert "stopped by SIGINT at epoch 2" in (tmp_path / "2.log").read_text()
+    before = checkpoint(last)
+    assert 2 * STEPS < before["global_step"] < 3 * STEPS
+
+    # 3. Resumed again and killed with SIGKILL while a checkpoint is being written: the write goes
+    # to a temporary file beside it, so last.ckpt is still the previous, complete one.
+    proc = start(*args, log=tmp_path / "3.log")
+    wait_for(proc, lambda: list(ckpts.glob(".*.ckpt.*.tmp")), poll=0.002)
+    proc.kill()
+    proc.wait(timeout=60)
+    after = checkpoint(last)
+    assert after["global_step"] == before["global_step"]
+    assert all(torch.equal(after["state_dict"][k], v) for k, v in before["state_dict"].items())
+
+    # 4. And once more, to the end.
+    run_train(*args)
+    assert checkpoint(last)["global_step"] == 3 * STEPS
+    assert json.loads((run / "summary.json").read_text())["status"] == "finished"
+    assert not list(ckpts.glob(".*.tmp"))  # the killed write's leftover is gone
+
+
+def test_nan_loss_stops_the_run_and_keeps_the_last_good_checkpoint(tmp_path):
+    # lr 30: the first epoch's two steps stay finite, the next loss is NaN.
+    run = tmp_path / "run"
+    proc = run_train(*tiny(tmp_path / "data", run, 3, "+trainer.limit_train_batches=2", "optim.lr=30"), check=False)
+    assert proc.returncode == 3, proc.stderr[-2000:]
+    last = run / "checkpoints" / "last.ckpt"
+    assert "training loss is nan at epoch 1" in proc.stderr and f"the last good checkpoint is {last}" in proc.stderr
+    good = checkpoint(last)
+    assert good["global_step"] == 2
+    assert all(torch.isfinite(v).all() for v in good["state_dict"].values())
+    assert json.loads((run / "summary.json").read_text())["status"] == "diverged"

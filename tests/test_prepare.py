@@ -1,0 +1,142 @@
+"""`python -m alexnet.data.prepare`: real archives from real photos, dirty files, a real kill
+part-way, a resume that finishes without redoing or duplicating, and the store read back."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+import webdataset as wds
+
+from alexnet.data import ImageFolderDataModule
+from alexnet.data.images import ImageRecords
+from alexnet.data.prepare import source_kind
+from alexnet.data.store import StoreSource
+from conftest import ROOT
+from test_ilsvrc import build_archives, sample_photos, shared_photos  # noqa: F401 - a fixture
+
+SHARDS = 20  # 100 train + 100 val images, 10 per shard
+
+
+def prepare_cli(src: Path, out: Path, *extra: str) -> list[str]:
+    return [sys.executable, "-m", "alexnet.data.prepare", str(src), str(out), "--workers", "2", "--shard-size", "10", *extra]
+
+
+def markers(out: Path) -> dict[Path, int]:
+    return {p: p.stat().st_mtime_ns for p in out.glob("*/shard-*.json")}
+
+
+@pytest.fixture(scope="module")
+def prepared(shared_photos, tmp_path_factory):  # noqa: F811
+    """Archives with dirty files, prepared by a run killed part-way and a second run."""
+    src, out = tmp_path_factory.mktemp("src"), tmp_path_factory.mktemp("store") / "store"
+    w = sorted(sample_photos(shared_photos, 100))
+    dirty = {"train": {w[1]: "cmyk", w[2]: "gray", w[3]: "png"}, "val": {w[4]: "truncated"}}
+    truth = build_archives(src, shared_photos, n_classes=100, dirty_files=dirty)
+    env = {**os.environ, "COLUMNS": "120"}
+    proc = subprocess.Popen(prepare_cli(src, out), cwd=ROOT, env=env, start_new_session=True,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 120
+    while len(markers(out)) < 3 and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.005)
+    os.killpg(proc.pid, signal.SIGKILL)  # the whole process group: the workers die too
+    proc.wait()
+    before = markers(out)
+    contents = {p: p.read_bytes() for p in before}
+    resumed = subprocess.run(prepare_cli(src, out), cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    return {"src": src, "out": out, "truth": truth, "dirty": dirty, "before": before, "contents": contents, "resumed": resumed,
+            "killed_stderr": proc.stderr.read()}
+
+
+def test_the_kill_landed_part_way(prepared):
+    assert 3 <= len(prepared["before"]) < SHARDS, prepared["killed_stderr"]
+
+
+def test_resume_finishes_without_redoing_done_shards(prepared):
+    resumed, out = prepared["resumed"], prepared["out"]
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert f"{len(prepared['before'])} of {SHARDS} shards already done" in resumed.stdout.replace("\n", " ")
+    after = markers(out)
+    assert len(after) == SHARDS and (out / "index.json").exists()
+    for path, mtime in prepared["before"].items():
+        assert after[path] == mtime and path.read_bytes() == prepared["contents"][path]  # untouched
+    assert not list(out.rglob("*.tmp*"))  # no leftovers of the killed run
+
+
+def test_every_image_is_stored_once_with_its_label(prepared):
+    out, truth = prepared["out"], prepared["truth"]
+    source = StoreSource(out)
+    train, val = source.records("train"), source.records("val")
+    assert len(train) == 100 and len(val) == 99  # the truncated val image is left out, and listed
+    assert len(set(train.ids)) == 100 and len(set(val.ids)) == 99
+    for image_id, label in zip(train.ids, train.labels):
+        assert image_id.split("/")[0] == truth["wnids"][label]
+    for image_id, label in zip(val.ids, val.labels):
+        k = int(image_id.split("_")[-1].split(".")[0])
+        assert truth["val_order"][k - 1] == truth["wnids"][label]
+    dataset = ImageRecords(train, resize=256)
+    images = [dataset[i][0] for i in range(len(dataset))]
+    assert all(x.shape == (3, 256, 256) and x.dtype == torch.uint8 for x in images)
+
+
+def test_unreadable_files_are_listed_and_counted_never_silently_dropped(prepared):
+    out, resumed = prepared["out"], prepared["resumed"]
+    index = json.loads((out / "index.json").read_text())
+    assert index["splits"]["val"]["unreadable"] == 1 and index["splits"]["train"]["unreadable"] == 0
+    manifest = (out / "unreadable.tsv").read_text().splitlines()
+    assert manifest[0] == "split\timage\treason" and len(manifest) == 2
+    split, image, reason = manifest[1].split("\t")
+    k = int(image.split("_")[-1].split(".")[0])
+    assert split == "val" and prepared["truth"]["val_order"][k - 1] in prepared["dirty"]["val"] and "truncated" in reason
+    assert "1 unreadable images left out" in resumed.stdout and "unreadable.tsv" in resumed.stdout
+
+
+def test_cmyk_grayscale_and_png_named_jpeg_are_converted(prepared):
+    out, truth = prepared["out"], prepared["truth"]
+    index = json.loads((out / "index.json").read_text())
+    expected: dict[str, int] = {}
+    for data in truth["content"]["train"].values():
+        kind = source_kind(data)
+        if kind != "JPEG RGB":
+            expected[kind] = expected.get(kind, 0) + 1
+    assert expected["JPEG CMYK"] == 1 and expected["PNG RGB"] == 1 and expected["JPEG L"] >= 1
+    assert index["splits"]["train"]["converted"] == expected
+    train = StoreSource(out).records("train")
+    gray_wnid = next(w for w, kind in prepared["dirty"]["train"].items() if kind == "gray")
+    gray = ImageRecords(train, 256)[next(i for i, name in enumerate(train.ids) if name.startswith(f"{gray_wnid}/"))][0].float()
+    assert (gray[0] - gray[1]).abs().mean() < 2 and (gray[1] - gray[2]).abs().mean() < 2  # R = G = B, stored as RGB
+
+
+def test_shards_are_plain_webdataset(prepared):
+    out = prepared["out"]
+    urls = sorted(str(p) for p in (out / "train").glob("shard-*.tar"))
+    samples = list(wds.WebDataset(urls, shardshuffle=False))
+    assert len(samples) == 100 and all(set(s) >= {"__key__", "jpg", "cls"} for s in samples)
+    labels = {m["key"]: m["label"] for p in (out / "train").glob("*.json") for m in json.loads(p.read_text())["members"]}
+    assert all(int(s["cls"]) == labels[s["__key__"]] for s in samples)
+
+
+def test_a_rerun_with_other_options_is_refused(prepared):
+    proc = subprocess.run([sys.executable, "-m", "alexnet.data.prepare", str(prepared["src"]), str(prepared["out"]), "--shard-size", "7"],
+                          cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert proc.returncode != 0 and "another source or with other options" in proc.stderr
+
+
+def test_training_reads_the_store_when_it_exists_else_the_raw_layout(prepared, tmp_path, caplog):
+    common = dict(root=str(prepared["src"]), num_classes=1000, cache_dir=str(tmp_path), resize=256, crop_size=227,
+                  num_workers=0, mean="none", pca_lighting=False)
+    with caplog.at_level("WARNING"):
+        dm = ImageFolderDataModule(store=str(prepared["out"]), **common)
+        dm.setup("fit")
+    assert dm.source.kind == "store" and len(dm.datasets["val"]) == 99
+    assert "1 'val' images were unreadable at prepare time" in caplog.text  # said, not silent
+    raw = ImageFolderDataModule(store=str(tmp_path / "no-store-here"), **common)
+    raw.setup("fit")
+    assert raw.source.kind == "archives" and len(raw.datasets["val"]) == 100
+    with pytest.raises(ValueError, match="data.resize is 128 but the store .* holds 256px images"):
+        ImageFolderDataModule(**{**common, "resize": 128, "crop_size": 112}, store=str(prepared["out"])).setup("fit")

@@ -1,0 +1,113 @@
+"""logger=wandb through real train.py subprocesses, offline: no API key, and a server address nothing answers."""
+
+import os
+import struct
+from pathlib import Path
+
+import pytest
+from wandb.proto import wandb_internal_pb2
+
+from conftest import run_train
+from test_training import ONE_BATCH, tiny_data
+
+QUICK = ["++figures=false"]  # the figures have their own tests; here they only cost time
+
+
+@pytest.fixture(autouse=True)
+def wandb_env(tmp_path, monkeypatch):
+    """No key, no reachable server, and wandb's own folders in tmp_path; monkeypatch undoes it after each test."""
+    for key in [k for k in os.environ if k.startswith("WANDB_")]:
+        monkeypatch.delenv(key)
+    home = tmp_path / "wandb-home"
+    monkeypatch.setenv("WANDB_BASE_URL", "http://127.0.0.1:9")  # the discard port: nothing listens
+    monkeypatch.setenv("NETRC", str(home / "netrc"))  # absent: no `wandb login` key either
+    for var in ("WANDB_CONFIG_DIR", "WANDB_CACHE_DIR", "WANDB_DATA_DIR", "WANDB_ARTIFACT_DIR"):
+        monkeypatch.setenv(var, str(home / var.lower()))
+    return home
+
+
+def records(path: Path):
+    """The protobuf records of a .wandb file: a LevelDB-style log of 32 KiB blocks after a 7-byte header."""
+    data, pos, chunk = path.read_bytes(), 7, b""
+    while pos + 7 <= len(data):
+        if 32768 - pos % 32768 < 7:  # block trailer: padding
+            pos += 32768 - pos % 32768
+            continue
+        _, length, kind = struct.unpack("<IHB", data[pos:pos + 7])
+        chunk += data[pos + 7:pos + 7 + length]
+        pos += 7 + length
+        if kind in (1, 4):  # a full record, or the last piece of one
+            record = wandb_internal_pb2.Record()
+            record.ParseFromString(chunk)
+            yield record
+            chunk = b""
+
+
+def wandb_run(path: Path) -> dict:
+    """What an offline .wandb file says: the run record, summary and config keys."""
+    run, summary, config = None, {}, {}
+    for record in records(path):
+        kind = record.WhichOneof("record_type")
+        if kind == "run" and run is None:
+            run = record.run
+        elif kind == "summary":
+            summary.update({item.key or "/".join(item.nested_key): item.value_json for item in record.summary.update})
+        elif kind == "config":
+            config.update({item.key or "/".join(item.nested_key): item.value_json for item in record.config.update})
+    return {"id": run.run_id, "name": run.display_name, "group": run.run_group, "job_type": run.job_type,
+            "summary": summary, "config": config}
+
+
+def wandb_files(folder: Path) -> list[Path]:
+    return sorted(folder.glob("**/wandb/offline-run-*/run-*.wandb"))
+
+
+def test_offline_run_then_resume_continues_the_same_run(tmp_path):
+    run = tmp_path / "run"
+    args = [*tiny_data(tmp_path), *ONE_BATCH, *QUICK, "model.lrn=false", "seed=3", f"hydra.run.dir={run}"]
+    proc = run_train("logger=[wandb,csv]", *args)
+    [first] = wandb_files(run)
+    output = proc.stdout + proc.stderr
+    assert f"upload later with: wandb sync {first.parent}" in output  # the automatic fallback's one-line notice
+    assert "no API key" in output
+    assert (run / "csv" / "metrics.csv").exists()  # logger=[wandb,csv] composes
+    info = wandb_run(first)
+    assert (run / "wandb_id.txt").read_text().strip() == info["id"]
+    assert info["name"].endswith("no_lrn-seed3") and info["group"] == "" and info["job_type"] == "demo"
+    assert {"val/top1_err", "best/val_top1_err", "best/epoch", "wall_seconds", "fit_seconds"} <= set(info["summary"])
+    assert "system" in info["config"] and '"torch"' in info["config"]["system"] and info["config"]["model"]
+
+    proc = run_train("logger=wandb", *args, "trainer.max_epochs=2", f"ckpt_path={run}/checkpoints/last.ckpt")
+    assert f"resuming run {info['id']}" in proc.stdout + proc.stderr
+    files = wandb_files(run)
+    assert len(files) == 2 and {wandb_run(f)["id"] for f in files} == {info["id"]}  # `wandb sync` merges them
+
+
+def test_multirun_jobs_are_separate_runs_in_one_group(tmp_path):
+    sweep = tmp_path / "sweep"
+    run_train("-m", "debug=fdr", "logger=wandb", "logger.wandb.mode=offline", *tiny_data(tmp_path), *QUICK,
+              "model.lrn=true,false", f"hydra.sweep.dir={sweep}")
+    runs = [wandb_run(f) for f in wandb_files(sweep)]
+    assert len(runs) == 2 and runs[0]["id"] != runs[1]["id"]
+    assert {r["group"] for r in runs} == {"demo-sweep"}
+    assert sorted(r["name"].rsplit("-", 1)[-1] for r in runs) == ["lrn", "no_lrn"]
+    assert {(sweep / j / "wandb_id.txt").read_text().strip() for j in ("0", "1")} == {r["id"] for r in runs}
+
+
+def test_disabled_writes_nothing(tmp_path, wandb_env):
+    run = tmp_path / "run"
+    run_train("debug=fdr", "logger=wandb", "logger.wandb.mode=disabled", *tiny_data(tmp_path), *QUICK, f"hydra.run.dir={run}")
+    assert (run / "summary.json").exists()
+    assert not (run / "wandb").exists() and not (run / "wandb_id.txt").exists()
+    assert not wandb_env.exists()
+
+
+def test_online_without_api_key_is_one_clear_message(tmp_path):
+    run = tmp_path / "run"
+    proc = run_train("debug=fdr", "logger=wandb", "logger.wandb.mode=online", *tiny_data(tmp_path), f"hydra.run.dir={run}",
+                     check=False)
+    assert proc.returncode == 2
+    errors = [line for line in proc.stderr.splitlines() if "error" in line.lower()]
+    assert len(errors) == 1 and errors[0].startswith("config error: logger.wandb.mode=online but no W&B API key"), proc.stderr
+    assert "wandb login" in errors[0] and "Traceback" not in proc.stdout + proc.stderr
+    assert not (run / "wandb").exists()
