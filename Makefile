@@ -20,7 +20,7 @@ train: install
 	$(BIN)/python train.py $(ARGS)
 
 test: install
-	$(BIN)/python -m pytest -q $(ARGS)
+	$(BIN)/python -m pytest -q --durations=10 $(ARGS)
 
 test-fast: install
 	$(BIN)/python -m pytest -q -m "not slow" $(ARGS)

@@ -1,9 +1,7 @@
 """End-to-end training throughput: the real DataModule (loader workers, device-side augmentation)
 feeding the real LightningModule under a real Trainer, and the 90-epoch wall time it implies."""
 
-import lightning as L
-
-from alexnet.bench.model import Setup, StepTimer
+from alexnet.bench.model import Setup, timed_fit
 from alexnet.data import ImageFolderDataModule
 from alexnet.module import LitAlexNet
 from alexnet.speed import apply as apply_fast_path
@@ -20,21 +18,7 @@ def run(s: Setup, root: str, split: str = "train", num_workers: int = -1) -> dic
     dm.setup("fit")
     module = LitAlexNet(dict(num_classes=dm.num_classes, crop_size=s.crop))
     apply_fast_path(module, s.channels_last, s.compile)
-    timer = StepTimer(s)
-    trainer = L.Trainer(
-        accelerator=s.device,
-        devices=1,
-        precision=s.precision,
-        max_steps=s.warmup + s.steps,
-        limit_val_batches=0,
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        callbacks=[timer],
-    )
-    trainer.fit(module, datamodule=dm)
-    rate = s.batch * s.steps / (timer.end - timer.start)
+    rate = timed_fit(s, module, dm)
     return {
         "name": f"end to end from {root} ({dm.num_workers} workers)",
         "images_per_s": rate,

@@ -140,6 +140,11 @@ def lightning_loop(s: Setup) -> float:
     """Images per second of LitAlexNet under a real Trainer (metrics and logging on, as in training)."""
     module = LitAlexNet(dict(num_classes=1000, crop_size=s.crop))
     apply_fast_path(module, s.channels_last, s.compile)
+    return timed_fit(s, module, BatchesOnDevice(s))
+
+
+def timed_fit(s: Setup, module: L.LightningModule, datamodule: L.LightningDataModule) -> float:
+    """Images per second over the steps after the warm-up, training only (no validation, no logging to disk)."""
     timer = StepTimer(s)
     trainer = L.Trainer(
         accelerator=s.device,
@@ -153,7 +158,7 @@ def lightning_loop(s: Setup) -> float:
         enable_model_summary=False,
         callbacks=[timer],
     )
-    trainer.fit(module, datamodule=BatchesOnDevice(s))
+    trainer.fit(module, datamodule=datamodule)
     return s.batch * s.steps / (timer.end - timer.start)
 
 
