@@ -12,7 +12,6 @@ training set from each pixel" is the only normalisation.
 """
 
 import io
-from pathlib import Path
 from typing import Literal
 
 import numpy as np
@@ -59,10 +58,6 @@ def decode_pil(data: bytes, tv_err: Exception) -> torch.Tensor:
     except Exception as err:  # noqa: BLE001 - whatever PIL raises, the file is unreadable
         raise UnreadableImage(f"torchvision: {str(tv_err).rsplit(', ', 1)[-1]}; PIL: {err}") from err
     return torch.from_numpy(rgb.copy()).permute(2, 0, 1).contiguous()
-
-
-def load_image(path: str, resize: int) -> torch.Tensor:
-    return decode(Path(path).read_bytes(), resize)
 
 
 def central_square(img: torch.Tensor, size: int) -> torch.Tensor:
