@@ -188,7 +188,11 @@ def test_the_cpu_crop_path_equals_the_single_gather(mean_shape, layout):
     aug = BatchAugment(torch.rand(mean_shape) * 255, crop_size=7, flip=True)
     top, left = torch.randint(0, 6, (2, 32))
     flipped = torch.rand(32) < 0.5
-    torch.testing.assert_close(aug.crops_numpy(x, top, left, flipped), aug.crops_gather(x, top, left, flipped))
+    torch.testing.assert_close(aug.crops_cpu(x, top, left, flipped), aug.crops_gather(x, top, left, flipped))
+    noise = torch.randn(32, 3) * 20  # PCA colour noise: one RGB shift per image
+    torch.testing.assert_close(aug.crops_cpu(x, top, left, flipped, noise), aug.crops_gather(x, top, left, flipped, noise))
+    torch.testing.assert_close(aug.crops_cpu(x, top, left, flipped, noise) - aug.crops_cpu(x, top, left, flipped),
+                               noise[:, :, None, None].expand(32, 3, 7, 7))
 
 
 def test_batch_memory_is_reused_only_when_nothing_holds_it():

@@ -1,13 +1,18 @@
 """The fast path (channels-last, torch.compile, bf16) computes what the plain path computes."""
 
+import collections
 import copy
+import traceback
+from pathlib import Path
 
+import lightning as L
 import pytest
 import torch
 from torch.nn import functional as F
 
 from alexnet import speed
 from alexnet.module import LitAlexNet
+from conftest import compose_train
 
 MODEL = dict(num_classes=10, crop_size=67, dropout=0.0)  # no dropout: both paths see the same network
 
@@ -51,3 +56,58 @@ def test_bf16_autocast_stays_within_bf16_tolerance(batch):
         g32, g16 = grads32[name], grads16[name]
         cosine = F.cosine_similarity(g32.flatten(), g16.flatten(), dim=0)
         assert cosine > 0.97, name  # measured 0.98 at conv1: bf16 rounding accumulates downwards
+
+
+# --- No host syncs in the training step ------------------------------------------------------
+
+READS = ("item", "tolist", "numpy", "cpu", "__bool__", "__float__", "__int__", "__index__")
+
+
+class HostReads(L.Callback):
+    """Counts the reads of a tensor's value by the host (each one a host-device sync on a GPU)
+    from the start of training step 2 to the start of step 14, outside the data path."""
+
+    counts: collections.Counter = collections.Counter()
+    counting = False
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+        HostReads.counting = 2 <= trainer.global_step < 14
+
+
+@pytest.fixture
+def host_reads(monkeypatch):
+    HostReads.counts.clear()
+    for name in READS:
+        original = getattr(torch.Tensor, name)
+
+        def read(self, *args, _original=original, _name=name, **kwargs):
+            # The CPU batch path reads crop positions by design; on a GPU the gather path runs.
+            if HostReads.counting and not any("/alexnet/data/" in f.filename for f in traceback.extract_stack(limit=12)):
+                caller = next(f for f in reversed(traceback.extract_stack(limit=12)[:-1]) if "torch/" not in f.filename)
+                HostReads.counts[f"{_name} from {Path(caller.filename).name}:{caller.lineno}"] += 1
+            return _original(self, *args, **kwargs)
+
+        monkeypatch.setattr(torch.Tensor, name, read)
+    yield HostReads.counts
+    HostReads.counting = False
+
+
+@pytest.mark.parametrize("every_n_steps", [20, 1])
+def test_training_steps_do_not_read_tensors_between_checks(tmp_path, host_reads, every_n_steps):
+    """The default callbacks, logger and progress bar: the loss, the NaN check and the progress bar
+    are read every 20 steps, the logger every log_every_n_steps, so steps 2-13 read nothing (with
+    checks every step they read every step: the probe sees them)."""
+    from alexnet.train import run
+
+    out = tmp_path / "run"
+    cfg = compose_train(f"data.root={tmp_path}/synthetic", "data.train_per_class=16", "data.val_per_class=2",
+                        "data.batch_size=8", "data.num_workers=0", "trainer.max_epochs=1", "trainer.log_every_n_steps=50",
+                        "test=false", "figures=false", f"hydra.run.dir={out}", f"paths.output_dir={out}",
+                        f"callbacks.finite_loss.every_n_steps={every_n_steps}",
+                        f"callbacks.progress_bar.metrics_every_n_steps={every_n_steps}",
+                        "+callbacks.host_reads._target_=test_fast_path.HostReads")
+    run(cfg)
+    if every_n_steps == 1:
+        assert sum(host_reads.values()) >= 2 * 12, host_reads  # the NaN flag and the loss, each step
+    else:
+        assert host_reads == {}

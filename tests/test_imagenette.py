@@ -66,7 +66,7 @@ def test_cpu_and_gpu_crop_paths_agree_on_real_photos(imagenette, photos):
     aug = imagenette.augment
     top, left = torch.randint(0, RESIZE - CROP + 1, (2, 64))
     flipped = torch.rand(64) < 0.5
-    torch.testing.assert_close(aug.crops_numpy(photos, top, left, flipped), aug.crops_gather(photos, top, left, flipped))
+    torch.testing.assert_close(aug.crops_cpu(photos, top, left, flipped), aug.crops_gather(photos, top, left, flipped))
 
 
 def test_pca_noise_on_real_photos_is_one_colour_shift_per_image_with_the_datasets_covariance(imagenette, photos):

@@ -62,7 +62,9 @@ class LitAlexNet(L.LightningModule):
         loss = F.cross_entropy(logits, y)
         self.train_top1.update(logits, y)
         self.train_top5.update(logits, y)
-        self.log("train/loss", loss, prog_bar=True, sync_dist=True)  # DDP: the mean over all ranks, not rank 0's
+        # DDP: the mean over all ranks, not rank 0's. Not prog_bar: Lightning would read it every
+        # step (a GPU host sync); alexnet.progress.ProgressBar shows it every few steps.
+        self.log("train/loss", loss, sync_dist=True)
         self.log_dict({"train/top1_err": self.train_top1, "train/top5_err": self.train_top5}, on_step=False, on_epoch=True)
         return loss
 

@@ -32,8 +32,9 @@ class GracefulStop(Callback):
     """On SIGTERM, SIGINT (or submitit's requeue signal) while fitting: finish the batch, save
     last.ckpt, stop with a message naming it.
 
-    The handler only notes the signal; at the end of each training batch the ranks decide together
-    (one all-reduce under DDP) and all stop at that same batch boundary, so the checkpoint is taken
+    The handler only notes the signal; at the end of a training batch (every batch, or every
+    ``every_n_steps`` for GPU ranks) the ranks decide together (one all-reduce under DDP) and all
+    stop at that same batch boundary, so the checkpoint is taken
     between two optimizer steps and no rank is left waiting in a collective. (Lightning's own
     SIGTERM handling checks a per-rank flag and broadcasts from inside the signal handler, which
     can leave DDP ranks in different collectives; it is replaced here while fitting.) Under
@@ -43,7 +44,10 @@ class GracefulStop(Callback):
     atomic (``alexnet.checkpoint.AtomicCheckpointIO``), so the previous checkpoint survives it.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, every_n_steps: int = 20) -> None:
+        if every_n_steps < 1:
+            raise ValueError(f"every_n_steps must be >= 1, got {every_n_steps}")
+        self.every_n_steps = every_n_steps
         self.signal: int | None = None
         self.checkpoint: str | None = None
         self._requeue = None  # submitit's handler, called after saving
@@ -67,6 +71,11 @@ class GracefulStop(Callback):
             signal.signal(signum, on_signal)
 
     def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs, batch, batch_idx: int) -> None:
+        # One process decides alone and for free, and so do CPU ranks (gloo, no device to wait
+        # for). GPU ranks decide together every `every_n_steps`, all at the same step, so the
+        # all-reduce and the host sync it brings stay out of the other steps.
+        if trainer.world_size > 1 and pl_module.device.type != "cpu" and trainer.global_step % self.every_n_steps:
+            return
         if trainer.strategy.reduce_boolean_decision(self.signal is not None, all=False):
             raise SIGTERMException()  # Lightning's own "stop now" exception: every callback's on_exception sees it
 
@@ -134,22 +143,55 @@ def check_weights_finite(trainer: L.Trainer, path: str) -> None:
 
 
 class FiniteLoss(Callback):
-    """Stops the run when the training loss is NaN or inf, before backward and the optimizer step.
+    """Stops the run when the training loss is NaN or inf; the checkpoints on disk stay the last good ones.
 
-    The weights stay those of the last finite step, and nothing is saved: the checkpoints on disk
-    are the last good ones. Under DDP the decision is taken by all ranks together (a NaN on one rank
-    would otherwise leave the others waiting in the gradient all-reduce).
+    Reading the loss every step would make the host wait for the device every step (issue 6: no
+    host syncs in the step), so a device-side flag collects every step's verdict and is read every
+    ``every_n_steps`` steps and before validation. The weights in memory may have taken the bad
+    steps by then; they are never saved (the checkpoint callback refuses NaN weights). Under DDP all
+    ranks decide together at the same step (a NaN on one rank would otherwise leave the others
+    waiting in the gradient all-reduce).
     """
 
+    def __init__(self, every_n_steps: int = 20) -> None:
+        if every_n_steps < 1:
+            raise ValueError(f"every_n_steps must be >= 1, got {every_n_steps}")
+        self.every_n_steps = every_n_steps
+        self.bad: torch.Tensor | None = None  # on the device: any non-finite loss since the last check
+        self.first_bad: torch.Tensor | None = None  # the first non-finite loss, for the message
+        self.since = 0  # the global step of the last check
+
     def on_before_backward(self, trainer: L.Trainer, pl_module: L.LightningModule, loss: torch.Tensor) -> None:
-        finite = bool(torch.isfinite(loss.detach()).all())
-        if trainer.strategy.reduce_boolean_decision(finite, all=True):
+        loss = loss.detach()
+        bad = ~torch.isfinite(loss).all()
+        if self.bad is None:
+            self.bad, self.first_bad = bad, loss.clone()
+        else:
+            self.first_bad = torch.where(self.bad, self.first_bad, loss)
+            self.bad = self.bad | bad
+        if (trainer.global_step + 1) % self.every_n_steps == 0:
+            self.flush(trainer)
+
+    def on_validation_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self.flush(trainer)
+
+    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self.flush(trainer)
+
+    def flush(self, trainer: L.Trainer) -> None:
+        if self.bad is None:
+            return
+        bad, loss, since = self.bad, self.first_bad, self.since
+        self.bad = self.first_bad = None
+        self.since = trainer.global_step
+        if not trainer.strategy.reduce_boolean_decision(bool(bad), all=False):
             return
         good = latest_good_checkpoint(trainer)
         kept = f"the last good checkpoint is {good}" if good else "no checkpoint had been written yet"
         raise Diverged(
-            f"training loss is {loss.item()} at epoch {trainer.current_epoch}, step {trainer.global_step}: "
-            f"stopped before the update; {kept}. Lower optim.lr or check the data.",
+            f"training loss is {loss.item()} at epoch {trainer.current_epoch}, between steps {since} and "
+            f"{trainer.global_step}: stopped; the weights in memory are not saved and {kept}. "
+            "Lower optim.lr or check the data.",
             "diverged",
             3,
             good,
