@@ -2,6 +2,7 @@
 it; kill -9 during a checkpoint write leaves the previous one whole; each time ckpt_path=last
 continues; a NaN loss stops the run and keeps the last good checkpoint."""
 
+import csv
 import json
 import signal
 import time
@@ -16,7 +17,8 @@ STEPS = 8  # training steps per epoch; three epochs
 def test_a_run_stopped_three_ways_continues_to_the_end(tmp_path):
     prepare(tmp_path / "data")
     run, ckpts = tmp_path / "run", tmp_path / "run" / "checkpoints"
-    args = tiny(tmp_path / "data", run, 3, f"+trainer.limit_train_batches={STEPS}", "ckpt_path=last")
+    args = tiny(tmp_path / "data", run, 3, f"+trainer.limit_train_batches={STEPS}", "ckpt_path=last", "logger=csv",
+                "trainer.log_every_n_steps=1")
     last = ckpts / "last.ckpt"
 
     # 1. SIGTERM in the second epoch (last.ckpt of the first is there): saved, named, exit 128+15.
@@ -57,6 +59,11 @@ def test_a_run_stopped_three_ways_continues_to_the_end(tmp_path):
     assert checkpoint(last)["global_step"] == 3 * STEPS
     assert json.loads((run / "summary.json").read_text())["status"] == "finished"
     assert not list(ckpts.glob(".*.tmp"))  # the killed write's leftover is gone
+    # The metrics of all four sessions are in one metrics.csv: each epoch validated once, steps in order.
+    rows = list(csv.DictReader((run / "csv" / "metrics.csv").open()))
+    assert [r["epoch"] for r in rows if r["val/top1_err"]] == ["0", "1", "2"]
+    steps = [int(r["step"]) for r in rows]
+    assert steps == sorted(steps) and steps[-1] == 3 * STEPS - 1
 
 
 def test_nan_loss_stops_the_run_and_keeps_the_last_good_checkpoint(tmp_path):
