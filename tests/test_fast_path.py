@@ -61,6 +61,7 @@ def test_bf16_autocast_stays_within_bf16_tolerance(batch):
 # --- No host syncs in the training step ------------------------------------------------------
 
 READS = ("item", "tolist", "numpy", "cpu", "__bool__", "__float__", "__int__", "__index__")
+SIZED_BY_DATA = ("unique", "bincount", "nonzero")  # on a GPU the host waits to learn the output's size
 
 
 class HostReads(L.Callback):
@@ -74,20 +75,24 @@ class HostReads(L.Callback):
         HostReads.counting = 2 <= trainer.global_step < 14
 
 
+def counted(original, name: str):
+    def call(*args, **kwargs):
+        # The CPU batch path reads crop positions by design; on a GPU the gather path runs.
+        if HostReads.counting and not any("/alexnet/data/" in f.filename for f in traceback.extract_stack(limit=12)):
+            caller = next(f for f in reversed(traceback.extract_stack(limit=12)[:-1]) if "/torch/" not in f.filename)
+            HostReads.counts[f"{name} from {Path(caller.filename).name}:{caller.lineno}"] += 1
+        return original(*args, **kwargs)
+
+    return call
+
+
 @pytest.fixture
 def host_reads(monkeypatch):
     HostReads.counts.clear()
     for name in READS:
-        original = getattr(torch.Tensor, name)
-
-        def read(self, *args, _original=original, _name=name, **kwargs):
-            # The CPU batch path reads crop positions by design; on a GPU the gather path runs.
-            if HostReads.counting and not any("/alexnet/data/" in f.filename for f in traceback.extract_stack(limit=12)):
-                caller = next(f for f in reversed(traceback.extract_stack(limit=12)[:-1]) if "torch/" not in f.filename)
-                HostReads.counts[f"{_name} from {Path(caller.filename).name}:{caller.lineno}"] += 1
-            return _original(self, *args, **kwargs)
-
-        monkeypatch.setattr(torch.Tensor, name, read)
+        monkeypatch.setattr(torch.Tensor, name, counted(getattr(torch.Tensor, name), name))
+    for name in SIZED_BY_DATA:
+        monkeypatch.setattr(torch, name, counted(getattr(torch, name), name))
     yield HostReads.counts
     HostReads.counting = False
 
