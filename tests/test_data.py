@@ -1,5 +1,6 @@
 """The loading code: ILSVRC folder layout, the paper's crops/flips/PCA noise/mean, the built-in dataset."""
 
+import io
 from pathlib import Path
 
 import numpy as np
@@ -12,7 +13,8 @@ from alexnet.data import synthetic
 from alexnet.data.buffers import BufferPool
 from alexnet.data.images import ImageRecords, SkipUnreadable, UnreadableCounter, TooManyUnreadableImages, collate
 from alexnet.data.records import Records
-from alexnet.data.transforms import IMAGENET_EIGVAL, IMAGENET_EIGVEC, BatchAugment, UnreadableImage, central_square, crop_offsets
+from alexnet.data.transforms import (IMAGENET_EIGVAL, IMAGENET_EIGVEC, BatchAugment, UnreadableImage, central_square,
+                                    crop_offsets, decode, decode_into)
 
 
 @pytest.fixture(scope="module")
@@ -255,3 +257,32 @@ def test_unreadable_training_images_are_counted_per_epoch_up_to_the_limit(caplog
     assert "epoch 0: skipped 2 unreadable training images (data.max_bad_images=2)" in caplog.text
     with pytest.raises(TooManyUnreadableImages, match="data.max_bad_images: 3 unreadable training images in epoch 1, more than the 2"):
         counter.add(1, ["b.JPEG: truncated", "c.JPEG: truncated"])
+
+
+def jpeg_bytes(image: Image.Image, **save) -> bytes:
+    buffer = io.BytesIO()
+    image.save(buffer, **save)
+    return buffer.getvalue()
+
+
+def test_store_jpegs_decode_into_the_batch_slot_exactly_as_torchvision_decodes_them():
+    """The store's 256x256 JPEGs go through simplejpeg straight into the batch; anything else
+    (other sizes, PNG, CMYK, grayscale) through torchvision/PIL. Same pixels either way."""
+    rng = np.random.default_rng(0)
+    smooth = np.kron(rng.integers(0, 256, (3, 32, 32), dtype=np.uint8), np.ones((1, 8, 8), np.uint8))
+    rgb = Image.fromarray(smooth.transpose(1, 2, 0))
+    cases = {
+        "store jpeg": jpeg_bytes(rgb, format="JPEG", quality=90),
+        "grayscale jpeg": jpeg_bytes(rgb.convert("L"), format="JPEG"),
+        "cmyk jpeg": jpeg_bytes(rgb.convert("CMYK"), format="JPEG"),
+        "png": jpeg_bytes(rgb, format="PNG"),
+        "larger jpeg": jpeg_bytes(rgb.resize((300, 256)), format="JPEG"),
+    }
+    for name, data in cases.items():
+        slot = torch.full((256, 256, 3), 7, dtype=torch.uint8).permute(2, 0, 1)  # HWC memory, as in a batch
+        decode_into(data, 256, slot)
+        torch.testing.assert_close(slot, decode(data, 256), atol=0, rtol=0, msg=name)
+    # The picture itself (JPEG at 4:2:0 blurs the colour of these random 8x8 blocks: ~10 levels).
+    assert decode(cases["store jpeg"], 256).float().sub(torch.from_numpy(smooth).float()).abs().mean() < 20
+    with pytest.raises(UnreadableImage):
+        decode_into(cases["store jpeg"][: len(cases["store jpeg"]) // 2], 256, slot)
