@@ -4,8 +4,9 @@
 # 1. installs the project into a fresh venv (torch from the machine's index),
 # 2. checks the fast path (bf16 + channels-last + compile) against fp32 on one batch,
 # 3. runs the benchmark table at batch 512: model step (Lightning vs bare vs torchvision),
-#    TFLOP/s and fraction of the measured bf16 matmul peak, and end to end from the
-#    synthetic set.
+#    TFLOP/s and fraction of the measured bf16 matmul peak, loaders, and end to end from a
+#    store of the ILSVRC sample (decoded in the workers, and by nvJPEG on the GPU).
+# The fast-path tests include the count of host reads in the training step, here on the GPU.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 OUT=${OUT:-outputs/gpu}
@@ -34,4 +35,11 @@ def run(m, bf16):
 l0, g0 = run(plain, False); l1, g1 = run(fast, True)
 print(f"fp32 loss {l0:.5f}  fast-path loss {l1:.5f}  grad cosine {F.cosine_similarity(g0, g1, dim=0):.5f}")
 PY
-$PY -m alexnet.bench --device cuda --batch 512 --steps 30 --warmup 10 2>&1 | tee -a "$OUT/gpu_bench.txt"
+# The loader rows and end to end need original JPEGs: ../shared's ILSVRC sample when it is there,
+# or a copy carried in the ignored data/ folder; without them, the model step only.
+IMAGES=${IMAGES:-}
+for d in ../shared/data/imagenet-sample shared/data/imagenet-sample data/imagenet-sample; do
+  [ -z "$IMAGES" ] && [ -d "$d" ] && IMAGES=$d
+done
+if [ -n "$IMAGES" ]; then DATA=(--images "$IMAGES"); else DATA=(--skip-data); echo "no images: model step only" | tee -a "$OUT/gpu_bench.txt"; fi
+$PY -m alexnet.bench "${DATA[@]}" --device cuda --batch 512 --steps 30 --warmup 10 2>&1 | tee -a "$OUT/gpu_bench.txt"

@@ -20,3 +20,17 @@ def test_bench_command_prints_its_table():
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "Lightning overhead" in proc.stdout and "bare PyTorch loop" in proc.stdout
+
+
+def test_end_to_end_row_from_a_small_store_in_both_decode_modes(tmp_path):
+    """Fewer images than the timed steps need: the set is repeated, so timing never crosses an epoch."""
+    from alexnet.bench import end_to_end
+    from alexnet.data import synthetic
+    from alexnet.data.prepare import prepare
+
+    synthetic.generate(tmp_path / "raw", train_per_class=1, val_per_class=0, image_size=80, seed=0)
+    prepare(tmp_path / "raw", tmp_path / "store", splits=["train"], workers=1, resize=76)
+    setup = model.Setup(batch=16, crop=67, steps=2, warmup=1)  # 48 images from 10; resize 76
+    for decode_on in ("loader", "device"):
+        row = end_to_end.run(setup, str(tmp_path / "store"), num_workers=0, decode_on=decode_on)
+        assert row["images_per_s"] > 0 and row["hours_90_epochs"] > 0, row

@@ -286,3 +286,31 @@ def test_store_jpegs_decode_into_the_batch_slot_exactly_as_torchvision_decodes_t
     assert decode(cases["store jpeg"], 256).float().sub(torch.from_numpy(smooth).float()).abs().mean() < 20
     with pytest.raises(UnreadableImage):
         decode_into(cases["store jpeg"][: len(cases["store jpeg"]) // 2], 256, slot)
+
+
+def test_decoding_on_the_batch_device_gives_the_loader_decoded_batches(tmp_path):
+    """data.decode_on=device: the workers only read a store's JPEG bytes and the batch is decoded
+    where it trains (nvJPEG on a GPU; here the CPU), giving the batches the loader path gives."""
+    from alexnet.data.prepare import prepare
+
+    synthetic.generate(tmp_path / "raw", train_per_class=4, val_per_class=3, image_size=80, seed=0)
+    prepare(tmp_path / "raw", tmp_path / "store", workers=1, resize=64)
+    batches = {}
+    for decode_on in ("loader", "device"):
+        dm = ImageFolderDataModule(root=str(tmp_path / "store"), resize=64, crop_size=56, batch_size=8, num_workers=0,
+                                   decode_on=decode_on)
+        dm.setup("fit")
+        raw = next(iter(dm.val_dataloader()))
+        if decode_on == "device":
+            assert isinstance(raw[0], list) and raw[0][0].ndim == 1  # the workers sent bytes
+        batches[decode_on] = dm.on_after_batch_transfer(dm.on_before_batch_transfer(raw, 0), 0)
+    assert batches["device"][0].shape == (8, 3, 56, 56)  # the centre crops of validation
+    torch.testing.assert_close(batches["device"][0], batches["loader"][0], atol=0, rtol=0)
+    torch.testing.assert_close(batches["device"][1], batches["loader"][1])
+
+
+def test_decoding_on_the_device_needs_a_prepared_store(tmp_path):
+    synthetic.generate(tmp_path / "raw", train_per_class=2, val_per_class=1, image_size=40, seed=0)
+    dm = ImageFolderDataModule(root=str(tmp_path / "raw"), resize=32, crop_size=28, num_workers=0, decode_on="device")
+    with pytest.raises(ValueError, match="data.decode_on=device decodes a prepared store"):
+        dm.setup("fit")

@@ -5,17 +5,18 @@ with the paper's preprocessing and augmentation."""
 import logging
 import os
 from pathlib import Path
+from typing import Literal
 
 import lightning as L
 import torch
 from torch.utils.data import DataLoader
 
 from alexnet.data import synthetic
-from alexnet.data.images import ImageRecords, SkipUnreadable, UnreadableCounter, collate
+from alexnet.data.images import EncodedRecords, ImageRecords, SkipUnreadable, UnreadableCounter, collate
 from alexnet.data.sources import open_source
 from alexnet.data.stats import load_or_compute
 from alexnet.data.store import is_store
-from alexnet.data.transforms import IMAGENET_EIGVAL, IMAGENET_EIGVEC, BatchAugment, MeanMode
+from alexnet.data.transforms import IMAGENET_EIGVAL, IMAGENET_EIGVEC, BatchAugment, MeanMode, decode_batch
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +43,7 @@ class ImageFolderDataModule(L.LightningDataModule):
         test_crops: int = 10,
         batch_size: int = 128,
         num_workers: int = -1,
+        decode_on: Literal["loader", "device"] = "loader",
     ):
         super().__init__()
         if crop_size > resize:
@@ -56,6 +58,8 @@ class ImageFolderDataModule(L.LightningDataModule):
             raise ValueError(f"batch_size must be positive, got {batch_size}")
         if max_bad_images < 0:
             raise ValueError(f"max_bad_images must be >= 0, got {max_bad_images}")
+        if decode_on not in ("loader", "device"):
+            raise ValueError(f"decode_on must be 'loader' or 'device', got {decode_on!r}")
         self.root = Path(root)
         self.store = Path(store) if store else None
         self.cache_dir = Path(cache_dir) if cache_dir else None
@@ -67,6 +71,7 @@ class ImageFolderDataModule(L.LightningDataModule):
         self.stats_images, self.test_crops, self.batch_size = stats_images, test_crops, batch_size
         # -1: one worker per core, leaving one for the training process.
         self.num_workers = max(0, (os.cpu_count() or 1) - 1) if num_workers < 0 else num_workers
+        self.decode_on = decode_on
         self.datasets: dict[str, ImageRecords] = {}
         self.source = None
         self.augment: BatchAugment | None = None
@@ -90,6 +95,9 @@ class ImageFolderDataModule(L.LightningDataModule):
             return
         root = self.data_root()
         self.source = open_source(root, self.cache_dir or root)
+        if self.decode_on == "device" and self.source.kind != "store":
+            raise ValueError(f"data.decode_on=device decodes a prepared store's JPEGs (all verified, {self.resize}px); {root} is "
+                             f"not one: make it with python -m alexnet.data.prepare, or use data.decode_on=loader")
         if self.source.kind == "store" and self.source.resize != self.resize:
             raise ValueError(f"data.resize is {self.resize} but the store {root} holds {self.source.resize}px images (data.store / data.root)")
         by_split: dict[str, ImageRecords] = {}
@@ -142,9 +150,13 @@ class ImageFolderDataModule(L.LightningDataModule):
         return self.source.names_of(self.datasets["train"].classes)
 
     def loader(self, stage: str, shuffle: bool) -> DataLoader:
-        training = stage == "train"
+        dataset = self.datasets[stage]
+        if self.decode_on == "device":  # the store's images were all decoded once by prepare: none to skip
+            dataset = EncodedRecords(dataset.records, self.resize)
+        elif stage == "train":
+            dataset = SkipUnreadable(dataset)
         return DataLoader(
-            SkipUnreadable(self.datasets[stage]) if training else self.datasets[stage],
+            dataset,
             collate_fn=collate,
             batch_size=self.device_batch_size(),
             shuffle=shuffle,
@@ -170,6 +182,13 @@ class ImageFolderDataModule(L.LightningDataModule):
 
     def test_dataloader(self) -> DataLoader:
         return self.loader("test", shuffle=False)
+
+    def on_before_batch_transfer(self, batch, dataloader_idx: int):
+        if self.decode_on != "device":
+            return batch
+        x, y = batch
+        device = self.trainer.strategy.root_device if self.trainer is not None else torch.device("cpu")
+        return decode_batch(x, device), y
 
     def on_after_batch_transfer(self, batch, dataloader_idx: int):
         x, y, *skipped = batch

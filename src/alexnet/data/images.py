@@ -54,6 +54,18 @@ class ImageRecords(Dataset):
         return fetch_into_slots(self.decode_into, indices, (3, self.resize, self.resize))
 
 
+class EncodedRecords(ImageRecords):
+    """(the JPEG's bytes as a 1-D uint8 tensor, label): a prepared store's images, to be decoded
+    as a batch on the batch's device (``data.decode_on=device``: nvJPEG on a GPU)."""
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
+        _, file, offset, size, label = self.records.item(i)
+        return torch.frombuffer(bytearray(self.reader.read(file, offset, size)), dtype=torch.uint8), label
+
+    def __getitems__(self, indices: list[int]) -> list:
+        return [self[i] for i in indices]
+
+
 class SkipUnreadable(Dataset):
     """Training only: an unreadable image gives its place to the next readable one (the batch
     keeps its shape), and its name travels with the batch to be counted in the main process."""
@@ -129,8 +141,10 @@ def stack_images(images: list[torch.Tensor]) -> torch.Tensor:
 
 
 def collate(batch: list) -> tuple:
-    """(x, y) batches; (x, y, skipped) for the training loader, whose samples carry what they skipped."""
-    x = stack_images([b[0] for b in batch])
+    """(x, y) batches; (x, y, skipped) for the training loader, whose samples carry what they skipped.
+    Encoded images (1-D byte tensors) stay a list, decoded later as a batch."""
+    images = [b[0] for b in batch]
+    x = images if images[0].ndim == 1 else stack_images(images)
     y = torch.tensor([b[1] for b in batch])
     if len(batch[0]) == 2:
         return x, y

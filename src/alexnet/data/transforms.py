@@ -19,7 +19,7 @@ import simplejpeg
 import torch
 from torch import nn
 from PIL import Image
-from torchvision.io import ImageReadMode, decode_image
+from torchvision.io import ImageReadMode, decode_image, decode_jpeg
 from torchvision.transforms.v2 import functional as TF
 
 from alexnet.data.buffers import BufferPool
@@ -64,6 +64,12 @@ def decode_into(data: bytes, resize: int, out: torch.Tensor) -> None:
     except ValueError:  # not a JPEG, or a damaged one: decode() says which, or reads it anyway
         pass
     out.copy_(decode(data, resize))
+
+
+def decode_batch(encoded: list[torch.Tensor], device: torch.device) -> torch.Tensor:
+    """A prepared store's JPEGs (all resize x resize) decoded on ``device`` into one uint8 batch:
+    torchvision's batched nvJPEG decoder on a GPU, libjpeg-turbo on a CPU."""
+    return torch.stack(decode_jpeg(encoded, mode=ImageReadMode.RGB, device=device))
 
 
 def decode_pil(data: bytes, tv_err: Exception) -> torch.Tensor:
