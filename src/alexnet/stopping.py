@@ -1,7 +1,7 @@
 """Stopping a run on purpose, wired in conf/callbacks/default.yaml: SIGTERM (pre-emption, scancel),
 SIGINT (Ctrl+C) or submitit's requeue signal finish the batch, save last.ckpt and stop with a
-message naming it; a NaN/inf loss stops the run before it reaches the weights, and no checkpoint
-of a diverged net is ever written over the last good one."""
+message naming it; a NaN/inf loss stops the run within a few steps, and no checkpoint of a
+diverged net is ever written over the last good one."""
 
 import logging
 import os
