@@ -2,6 +2,7 @@
 eigen-decomposition for PCA colour noise (section 4.1). Computed once, cached next to the data."""
 
 import hashlib
+import os
 from pathlib import Path
 
 import torch
@@ -58,7 +59,7 @@ def load_or_compute(dataset, ids: list[str], cache_dir: Path, split: str, resize
         return torch.load(path)
     stats = compute_stats(dataset, max_images, num_workers, collate_fn)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f"{path.name}.tmp")
+    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")  # per process: DDP ranks may compute it at once
     torch.save(stats, tmp)
     tmp.replace(path)  # atomic: a crash never leaves a half-written cache
     return stats
