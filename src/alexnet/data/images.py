@@ -102,9 +102,9 @@ def image_memory(size: int) -> torch.Tensor:
 
 
 def batch_memory(n: int, shape: tuple[int, ...]) -> torch.Tensor:
-    """(n, 3, R, R) uint8 in channels-last memory: the decoder's own layout (it returns an HWC
-    buffer viewed as CHW), so that filling a slot is a plain copy: 0.02 ms per image, where
-    transposing into a CHW batch cost 0.11 ms (measured, one core). The batch ops read it as is.
+    """(n, 3, R, R) uint8 in channels-last memory: the decoders' own layout (HWC), so that an
+    image is decoded straight into its slot (the fallback path copies it in: 0.02 ms per image),
+    where transposing into a CHW batch cost 0.11 ms (measured, one core). The batch ops read it as is.
     In a loader worker the memory is shared (the batch crosses to the main process without a
     copy, as with torch's default collate); in the main process (num_workers=0, the benchmark)
     it is reused: a fresh 25 MB batch pays 0.3 ms per image in page faults (see ``buffers``)."""
