@@ -26,8 +26,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--out", type=Path, default=None, help="default: outputs/evals/<time>/results.json")
     args = parser.parse_args(argv)
 
-    from alexnet.config import ConfigError
-    from alexnet.evaluate import RESULTS, evaluate
+    from alexnet.training.config import ConfigError
+    from alexnet.evaluation.evaluate import RESULTS, evaluate
 
     out = args.out or ROOT / "outputs" / "evals" / time.strftime("%Y-%m-%d_%H-%M-%S") / RESULTS
     try:

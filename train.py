@@ -12,8 +12,13 @@ os.environ.setdefault("PROJECT_ROOT", str(Path(__file__).resolve().parent))
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="train")
 def main(cfg: DictConfig) -> float | None:
-    from alexnet.train import ConfigError, RunStopped, train
+    from alexnet.training.run import ConfigError, RunStopped, train
 
+    if cfg.get("fig1"):  # experiment=fig1_relu_vs_tanh: the CIFAR-10 ReLU/tanh comparison, not AlexNet
+        from alexnet.experiments.fig1 import run_from_config
+
+        run_from_config(cfg)
+        return None
     try:
         summary = train(cfg)
     except ConfigError as err:

@@ -20,8 +20,8 @@ $PY - <<'PY' 2>&1 | tee -a "$OUT/gpu_bench.txt"
 # fp32 versus the fast path on the GPU, same batch and weights
 import copy, torch
 from torch.nn import functional as F
-from alexnet.module import LitAlexNet
-from alexnet import speed
+from alexnet.training.module import LitAlexNet
+from alexnet.callbacks import fast_path as speed
 torch.manual_seed(0)
 plain = LitAlexNet(dict(num_classes=1000, dropout=0.0)).cuda()
 fast = copy.deepcopy(plain); speed.apply(fast, True, True)

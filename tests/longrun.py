@@ -65,7 +65,7 @@ def same_tensors(a, b) -> bool:
 
 
 def train_here(run: Path, *overrides: str) -> dict:
-    """alexnet.train.train in this process, without Hydra's main: for errors at the start of a run."""
-    from alexnet.train import train
+    """alexnet.training.run.train in this process, without Hydra's main: for errors at the start of a run."""
+    from alexnet.training.run import train
 
     return train(compose_train(f"paths.output_dir={run}", *overrides))

@@ -8,8 +8,8 @@ from conftest import compose_train, run_train
 from longrun import TINY, train_here
 from PIL import Image
 
-from alexnet.config import ConfigError
-from alexnet.module import LitAlexNet
+from alexnet.errors import ConfigError
+from alexnet.training.module import LitAlexNet
 
 
 def lightning_checkpoint(path, **model) -> str:

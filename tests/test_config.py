@@ -3,9 +3,10 @@
 import pytest
 from omegaconf import OmegaConf
 
-from alexnet.config import ConfigError, validate
+from alexnet.errors import ConfigError
+from alexnet.training.config import validate
 from alexnet.models import AlexNet
-from alexnet.module import LitAlexNet
+from alexnet.training.module import LitAlexNet
 from conftest import ROOT, compose_train, run_train
 
 GROUP_OPTIONS = {
@@ -97,7 +98,7 @@ def test_each_ablation_is_one_override_changing_one_key(override, changed):
     ],
 )
 def test_bad_values_are_named_by_key(override, message):
-    from alexnet.config import build
+    from alexnet.training.config import build
 
     cfg = composed(override)
     with pytest.raises(ConfigError) as err:

@@ -1,4 +1,4 @@
-"""eval.py / alexnet.evaluate: one checkpoint or an ensemble, ten-crop or centre crop, streamed.
+"""eval.py / alexnet.evaluation.evaluate: one checkpoint or an ensemble, ten-crop or centre crop, streamed.
 
 The two members are real (tiny) training runs of train.py: `-m seed=1,2`, one step each."""
 
@@ -11,8 +11,8 @@ from PIL import Image
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
-from alexnet.evaluate import evaluate
-from alexnet.module import LitAlexNet
+from alexnet.evaluation.evaluate import evaluate
+from alexnet.training.module import LitAlexNet
 from conftest import run_train
 
 TWO_STEPS = ["trainer.max_epochs=1", "+trainer.limit_train_batches=2", "+trainer.limit_val_batches=1", "data.batch_size=8",

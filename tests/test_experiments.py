@@ -10,9 +10,10 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
-from alexnet import finetune
-from alexnet.config import ConfigError, validate
-from alexnet.module import LitAlexNet
+from alexnet.training import finetune
+from alexnet.errors import ConfigError
+from alexnet.training.config import validate
+from alexnet.training.module import LitAlexNet
 from conftest import ROOT, compose_train, run_train
 from test_config import diff
 

@@ -10,8 +10,8 @@ import pytest
 import torch
 from torch.nn import functional as F
 
-from alexnet import speed
-from alexnet.module import LitAlexNet
+from alexnet.callbacks import fast_path as speed
+from alexnet.training.module import LitAlexNet
 from conftest import compose_train
 
 MODEL = dict(num_classes=10, crop_size=67, dropout=0.0)  # no dropout: both paths see the same network
@@ -102,7 +102,7 @@ def test_training_steps_do_not_read_tensors_between_checks(tmp_path, host_reads,
     """The default callbacks, logger and progress bar: the loss, the NaN check and the progress bar
     are read every 20 steps, the logger every log_every_n_steps, so steps 2-13 read nothing (with
     checks every step they read every step: the probe sees them)."""
-    from alexnet.train import run
+    from alexnet.training.run import run
 
     out = tmp_path / "run"
     cfg = compose_train(f"data.root={tmp_path}/synthetic", "data.train_per_class=16", "data.val_per_class=2",

@@ -1,4 +1,4 @@
-"""Figures 3 and 4 (alexnet.figures) and figure 1 (alexnet.fig1, a smoke run): valid PNGs, right content."""
+"""Figures 3 and 4 (alexnet.callbacks.figures) and figure 1 (alexnet.experiments.fig1, a smoke run): valid PNGs, right content."""
 
 import json
 import math
@@ -7,9 +7,10 @@ import pytest
 import torch
 from PIL import Image
 
-from alexnet import fig1, figures
+from alexnet.experiments import fig1
+from alexnet.callbacks import figures
 from alexnet.data import SyntheticDataModule
-from alexnet.module import LitAlexNet
+from alexnet.training.module import LitAlexNet
 from conftest import SHARED_DATA, compose_train
 
 
@@ -82,7 +83,7 @@ def test_epochs_to_target_interpolates_the_crossing():
 def test_fig1_smoke_run(tmp_path):
     if not (SHARED_DATA / "cifar10" / "train").is_dir():
         pytest.skip(f"CIFAR-10 folder copy not available at {SHARED_DATA / 'cifar10'}")
-    cfg = {"data_root": str(SHARED_DATA / "cifar10"), "train_images": 1280, "max_epochs": 1, "time_limit_s": 60}
+    cfg = fig1.defaults([f"data_root={SHARED_DATA / 'cifar10'}", "train_images=1280", "max_epochs=1", "time_limit_s=60"])
     result = fig1.run(cfg, tmp_path)
     # One epoch, a point every fifth of it (cuda-convnet's five CIFAR-10 data batches).
     assert set(result["train_err"]) == {"relu", "tanh"} and all(len(v) == 5 for v in result["train_err"].values())

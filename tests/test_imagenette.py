@@ -98,7 +98,7 @@ def test_ten_crops_of_real_photos_are_the_corners_centre_and_reflections(imagene
 
 
 def test_ten_crop_prediction_averages_the_softmax_of_the_ten_views(imagenette, photos):
-    from alexnet.module import LitAlexNet
+    from alexnet.training.module import LitAlexNet
 
     torch.manual_seed(0)
     module = LitAlexNet(model={"num_classes": 10, "crop_size": CROP}).eval()

@@ -4,7 +4,7 @@ import pytest
 import torch
 from torch.nn import functional as F
 
-from alexnet.module import LitAlexNet, TopKError
+from alexnet.training.module import LitAlexNet, TopKError
 
 SMALL = dict(num_classes=10, crop_size=67)
 

@@ -119,12 +119,42 @@ def test_overlap_pool_ablation_uses_2x2_windows_with_the_same_output_size():
     assert AlexNet(overlap_pool=False).feature_size == 6
 
 
-def test_dropout_only_on_fc6_and_fc7():
-    drops = [m for m in AlexNet().modules() if isinstance(m, nn.Dropout)]
-    assert [d.p for d in drops] == [0.5, 0.5]
+def inputs_of(net: AlexNet, layers: tuple[str, ...], x: torch.Tensor) -> dict[str, torch.Tensor]:
+    seen = {}
+    hooks = [getattr(net.classifier, name).register_forward_pre_hook(lambda m, a, name=name: seen.update({name: a[0]}))
+             for name in layers]
+    net(x)
+    for h in hooks:
+        h.remove()
+    return seen
+
+
+@pytest.mark.parametrize("kwargs", [{}, {"columns": 1}, {"extra_conv": True}])
+def test_dropout_drops_the_outputs_of_fc6_and_fc7(kwargs):
+    # Section 4.2, cuda-convnet2 and Caffe: fc7's and fc8's inputs carry dropout zeros, fc6's
+    # does not (torchvision's order drops fc6's input and leaves fc8's alone). The ReLUs are
+    # swapped for tanh so that zeros can only come from dropout.
+    torch.manual_seed(0)
+    net = AlexNet(num_classes=10, crop_size=67, activation="tanh", **kwargs).train()
+    with torch.no_grad():
+        seen = inputs_of(net, ("fc6", "fc7", "fc8"), torch.randn(4, 3, 67, 67))
+    zeros = {name: (x == 0).float().mean().item() for name, x in seen.items()}
+    assert zeros["fc6"] == 0.0
+    assert zeros["fc7"] == pytest.approx(0.5, abs=0.05)
+    assert zeros["fc8"] == pytest.approx(0.5, abs=0.05)
+    net.eval()
+    with torch.no_grad():
+        assert all((x != 0).all() for x in inputs_of(net, ("fc7", "fc8"), torch.randn(4, 3, 67, 67)).values())
     assert [d.p for d in AlexNet(dropout=0.0).modules() if isinstance(d, nn.Dropout)] == [0.0, 0.0]
-    order = [n for n, _ in AlexNet().classifier.named_children()]
-    assert order.index("drop6") < order.index("fc6") < order.index("drop7") < order.index("fc7")
+
+
+def test_caffe_init_is_bvlc_alexnets():
+    torch.manual_seed(0)
+    layers = {name.split(".")[-1]: m for name, m in AlexNet(init="caffe").named_modules() if isinstance(m, (nn.Conv2d, nn.Linear))}
+    for name, m in layers.items():
+        expected_std = 0.005 if name in {"fc6", "fc7"} else 0.01
+        assert m.weight.detach().std().item() == pytest.approx(expected_std, rel=0.05 if m.weight.numel() > 1e5 else 0.15), name
+        assert torch.all(m.bias == (0.1 if name in {"conv2", "conv4", "conv5", "fc6", "fc7"} else 0.0)), name
 
 
 def test_tanh_replaces_every_relu():
@@ -145,6 +175,7 @@ def test_extra_conv_adds_a_sixth_conv_layer_over_the_last_pooling_layer():
     "kwargs, message",
     [
         ({"dropout": 1.5}, "dropout"),
+        ({"init": "xavier"}, "init"),
         ({"activation": "gelu"}, "activation"),
         ({"columns": 3}, "columns"),
         ({"lrn_size": 4}, "odd"),

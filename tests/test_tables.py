@@ -1,4 +1,4 @@
-"""python -m alexnet.tables: the paper's tables from run summaries and eval results, failed runs listed, never averaged."""
+"""python -m alexnet.evaluation.tables: the paper's tables from run summaries and eval results, failed runs listed, never averaged."""
 
 import csv
 import json
@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from alexnet import tables
+from alexnet.evaluation import tables
 from conftest import ROOT
 
 
@@ -107,7 +107,7 @@ def test_csv_has_the_markdown_rows(outputs, tmp_path):
 
 def test_tables_command(outputs, tmp_path):
     env_free = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path)}  # no WANDB_API_KEY: W&B is skipped, not waited for
-    proc = subprocess.run([sys.executable, "-m", "alexnet.tables", str(outputs), "--wandb", "me/alexnet"], cwd=ROOT,
+    proc = subprocess.run([sys.executable, "-m", "alexnet.evaluation.tables", str(outputs), "--wandb", "me/alexnet"], cwd=ROOT,
                           capture_output=True, text=True, timeout=120, env=env_free)
     assert proc.returncode == 0, proc.stderr
     assert "no WANDB_API_KEY" in proc.stderr

@@ -62,7 +62,7 @@ def test_checkpoints_are_written_and_reload_with_their_architecture(tmp_path):
               "trainer.log_every_n_steps=1", f"hydra.run.dir={run}")
     ckpts = sorted(p.name for p in (run / "checkpoints").glob("*.ckpt"))
     assert "last.ckpt" in ckpts and "epoch000.ckpt" in ckpts
-    from alexnet.module import LitAlexNet
+    from alexnet.training.module import LitAlexNet
 
     module = LitAlexNet.load_from_checkpoint(run / "checkpoints" / "last.ckpt", map_location="cpu")
     assert module.net.columns == 1 and module.net.crop_size == 67

@@ -20,8 +20,9 @@ import torch
 from alexnet.bench import data as data_bench
 from alexnet.bench import end_to_end, model
 from alexnet.bench.report import print_rows
+from alexnet.paths import shared_data
 
-SHARED_SAMPLE = Path(__file__).resolve().parents[3].parent / "shared" / "data" / "imagenet-sample"
+SHARED_SAMPLE = shared_data() / "imagenet-sample"
 
 
 def main(argv=None) -> None:

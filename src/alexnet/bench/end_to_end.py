@@ -5,8 +5,8 @@ from alexnet.bench.model import Setup, timed_fit
 from alexnet.data import ImageFolderDataModule
 from alexnet.data.images import ImageRecords
 from alexnet.data.records import Records
-from alexnet.module import LitAlexNet
-from alexnet.speed import apply as apply_fast_path
+from alexnet.training.module import LitAlexNet
+from alexnet.callbacks.fast_path import apply as apply_fast_path
 
 IMAGENET_TRAIN_IMAGES = 1_281_167
 

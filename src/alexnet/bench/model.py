@@ -19,8 +19,8 @@ from torch.utils.data import DataLoader, Dataset
 
 from alexnet.data.transforms import IMAGENET_EIGVAL, IMAGENET_EIGVEC, BatchAugment
 from alexnet.models import AlexNet
-from alexnet.module import LitAlexNet
-from alexnet.speed import apply as apply_fast_path
+from alexnet.training.module import LitAlexNet
+from alexnet.callbacks.fast_path import apply as apply_fast_path
 
 
 @dataclass

@@ -16,6 +16,7 @@ from alexnet.models.lrn import LocalResponseNorm, LRNConvention
 
 Activation = Literal["relu", "tanh"]
 ACTIVATIONS = {"relu": nn.ReLU, "tanh": nn.Tanh}
+Init = Literal["paper", "caffe"]
 
 # Kernels per conv layer. Section 3.5 for the two-GPU net; section 6.1 / footnote for the
 # one-GPU net ("half as many kernels in each convolutional layer" except the last).
@@ -25,6 +26,10 @@ GROUPED = {2: (1, 2, 1, 2, 2, 2), 1: (1, 1, 1, 1, 1, 1)}  # conv1..conv5, extra 
 # Section 5: "We initialized the neuron biases in the second, fourth, and fifth
 # convolutional layers, as well as in the fully-connected hidden layers, with the constant 1."
 BIAS_ONE = {"conv2", "conv4", "conv5", "fc6", "fc7"}
+# Per init: (weight std, std for fc6/fc7, bias of the BIAS_ONE layers). Section 5 for "paper";
+# "caffe" is BVLC/caffe models/bvlc_alexnet/train_val.prototxt (fc6/fc7 weight_filler std 0.005,
+# bias_filler 0.1 where the paper has 1), whose readme says bias 1 "gave flat loss".
+INITS = {"paper": (0.01, 0.01, 1.0), "caffe": (0.01, 0.005, 0.1)}
 
 
 def conv_out(size: int, kernel: int, stride: int = 1, padding: int = 0) -> int:
@@ -48,6 +53,7 @@ class AlexNet(nn.Module):
         dropout: float = 0.5,
         activation: Activation = "relu",
         extra_conv: bool = False,
+        init: Init = "paper",
     ):
         super().__init__()
         if columns not in KERNELS:
@@ -56,6 +62,9 @@ class AlexNet(nn.Module):
             raise ValueError(f"activation must be one of {sorted(ACTIVATIONS)}, got {activation!r}")
         if not 0.0 <= dropout < 1.0:
             raise ValueError(f"dropout must be in [0, 1), got {dropout}")
+        if init not in INITS:
+            raise ValueError(f"init must be one of {sorted(INITS)}, got {init!r}")
+        self.init = init
         self.num_classes, self.columns, self.crop_size = num_classes, columns, crop_size
         c1, c2, c3, c4, c5 = KERNELS[columns]
         g = GROUPED[columns]
@@ -101,15 +110,21 @@ class AlexNet(nn.Module):
                 f"(use a crop of at least 67 pixels; the paper uses 227)"
             )
         self.feature_size = side  # 6 for the paper's 227x227 crops
+        # Section 4.2: dropout sets "the output of each hidden neuron" to zero with probability
+        # 0.5, "in the first two fully-connected layers": fc6's and fc7's outputs, after their
+        # ReLUs, as in cuda-convnet2's layers-imagenet-2gpu-model.cfg (dropout1a on fc2048a) and
+        # Caffe's bvlc_alexnet (relu6 -> drop6 -> fc7, relu7 -> drop7 -> fc8). torchvision drops
+        # fc6's and fc7's inputs instead. Dropout has no parameters, so state_dict keys are the
+        # same in either order and older checkpoints load.
         self.classifier = nn.Sequential(
             OrderedDict(
                 [
-                    ("drop6", nn.Dropout(dropout)),
                     ("fc6", nn.Linear(c5 * side * side, 4096)),
                     ("act6", act()),
-                    ("drop7", nn.Dropout(dropout)),
+                    ("drop6", nn.Dropout(dropout)),
                     ("fc7", nn.Linear(4096, 4096)),
                     ("act7", act()),
+                    ("drop7", nn.Dropout(dropout)),
                     ("fc8", nn.Linear(4096, num_classes)),
                 ]
             )
@@ -118,16 +133,20 @@ class AlexNet(nn.Module):
 
     def reset_parameters(self) -> None:
         # Section 5: "We initialized the weights in each layer from a zero-mean Gaussian
-        # distribution with standard deviation 0.01."
+        # distribution with standard deviation 0.01." The layers are found by their names in
+        # the module tree (conv1..conv6, fc6..fc8), which are also the checkpoint keys.
+        std, fc_hidden_std, bias_one = INITS[self.init]
         for name, m in self.named_modules():
             if isinstance(m, (nn.Conv2d, nn.Linear)):
-                nn.init.normal_(m.weight, mean=0.0, std=0.01)
-                nn.init.constant_(m.bias, 1.0 if name.split(".")[-1] in BIAS_ONE else 0.0)
+                layer = name.split(".")[-1]
+                nn.init.normal_(m.weight, mean=0.0, std=fc_hidden_std if layer in ("fc6", "fc7") else std)
+                nn.init.constant_(m.bias, bias_one if layer in BIAS_ONE else 0.0)
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
-        """The fc7 activations (4096-d), the space of the paper's figure 4 nearest neighbours."""
+        """The fc7 activations (4096-d, after the ReLU and dropout), the space of the paper's
+        figure 4 nearest neighbours (dropout is the identity in eval mode)."""
         x = torch.flatten(self.features(x), 1)
         return self.classifier[:-1](x)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.classifier[-1](self.forward_features(x))
+        return self.classifier.fc8(self.forward_features(x))

@@ -1,7 +1,6 @@
 """What a run was, for the tables: its preset, overrides, seed and tags, and a summary.json
 even when it fails (status failed, the error), so a failed job is listed, never averaged in."""
 
-import json
 import traceback
 from pathlib import Path
 
@@ -9,7 +8,7 @@ from hydra.core.hydra_config import HydraConfig
 from lightning.pytorch.utilities import rank_zero_only
 from omegaconf import DictConfig
 
-SUMMARY = "summary.json"
+from alexnet.paths import RunDir
 
 
 def run_info(cfg: DictConfig) -> dict:
@@ -28,7 +27,6 @@ def write_failed(cfg: DictConfig, err: BaseException) -> None:
         out = Path(cfg.paths.output_dir)
     except Exception:  # the config itself is broken: nowhere to write
         return
-    out.mkdir(parents=True, exist_ok=True)
     summary = {"status": "failed", "error": f"{type(err).__name__}: {err}",
                "traceback": traceback.format_exception(type(err), err, err.__traceback__)[-3:], "run_dir": str(out)}
-    (out / SUMMARY).write_text(json.dumps({**summary, **run_info(cfg)}, indent=1))
+    RunDir(out).write_summary({**summary, **run_info(cfg)})

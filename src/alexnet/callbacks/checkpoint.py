@@ -10,7 +10,7 @@ import numpy as np
 import torch
 from lightning.pytorch.callbacks import Callback, ModelCheckpoint
 
-from alexnet.stopping import check_weights_finite
+from alexnet.callbacks.stopping import check_weights_finite
 
 
 class Checkpoint(ModelCheckpoint):

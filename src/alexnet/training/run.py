@@ -14,14 +14,15 @@ from omegaconf import DictConfig, OmegaConf
 from rich.console import Console
 from rich.table import Table
 
-from alexnet import checkpoint, ddp, figures, finetune, runinfo, tracking
-from alexnet.checkpoint import last_checkpoint_path
-from alexnet.config import ConfigError, as_dict, build, split_fast_path, validate
-from alexnet.module import LitAlexNet
-from alexnet.speed import FastPath
-from alexnet.stopping import GracefulStop, RunStopped
-
-SUMMARY = "summary.json"
+from alexnet.callbacks import checkpoint_files, figures
+from alexnet.loggers import wandb_logger
+from alexnet.paths import RunDir
+from alexnet.training import ddp, finetune, summary as run_summary
+from alexnet.errors import ConfigError
+from alexnet.training.config import as_dict, build, split_fast_path, validate
+from alexnet.training.module import LitAlexNet
+from alexnet.callbacks.fast_path import FastPath
+from alexnet.callbacks.stopping import GracefulStop, RunStopped
 
 
 def instantiate_all(cfg: DictConfig | None, key: str) -> list:
@@ -38,10 +39,6 @@ def quiet_duplicates() -> None:
 
 
 def train(cfg: DictConfig) -> dict:
-    if cfg.get("fig1"):  # experiment=fig1_relu_vs_tanh: the CIFAR-10 ReLU/tanh comparison, not AlexNet
-        from alexnet.fig1 import run_from_config
-
-        return run_from_config(cfg)
     with ddp.job_scope():  # a multirun's next job starts with a clean DDP environment
         try:
             return run(cfg)
@@ -49,7 +46,7 @@ def train(cfg: DictConfig) -> dict:
             raise RunStopped("stopped by a signal after training had finished, while testing", "interrupted", 143, None) from None
         except Exception as err:  # summary.json says failed (RunStopped writes its own)
             if not isinstance(err, RunStopped):
-                runinfo.write_failed(cfg, err)
+                run_summary.write_failed(cfg, err)
             raise
 
 
@@ -70,10 +67,10 @@ def run(cfg: DictConfig) -> dict:
     callbacks.append(FastPath(**split_fast_path(trainer_args)))
     ddp.use_job_command_for_ranks()
     trainer = build("trainer", L.Trainer, **trainer_args, callbacks=callbacks, logger=loggers or False, default_root_dir=str(out),
-                    plugins=[checkpoint.AtomicCheckpointIO()])
-    ckpt_path = checkpoint.resolve(cfg.get("ckpt_path"), last_checkpoint_path(trainer).parent)
+                    plugins=[checkpoint_files.AtomicCheckpointIO()])
+    ckpt_path = checkpoint_files.resolve(cfg.get("ckpt_path"), checkpoint_files.last_checkpoint_path(trainer).parent)
     if ckpt_path:  # fail now, naming the file, rather than deep inside Lightning's restore
-        checkpoint.check_matches(ckpt_path, checkpoint.load(ckpt_path), module, as_dict(cfg, "model"))
+        checkpoint_files.check_matches(ckpt_path, checkpoint_files.load(ckpt_path), module, as_dict(cfg, "model"))
     for logger in loggers:
         logger.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))
 
@@ -95,15 +92,15 @@ def run(cfg: DictConfig) -> dict:
         summary["test_checkpoint"] = best
         summary["test_crops"] = datamodule.test_crops
     summary["run_dir"] = str(out)
-    summary.update(runinfo.run_info(cfg))  # experiment, overrides, seed, tags: what the tables group by
+    summary.update(run_summary.run_info(cfg))  # experiment, overrides, seed, tags: what the tables group by
     if pretrained:
         summary["init_from"] = pretrained
     if trainer.is_global_zero and cfg.get("figures", True) and not trainer.fast_dev_run:  # figures 3, 4: tested weights
         summary["figures"] = [str(p) for p in figures.save_all_safely(module, datamodule, out, trainer.loggers)]
     if trainer.is_global_zero:
-        (out / SUMMARY).write_text(json.dumps(summary, indent=1))
+        RunDir(out).write_summary(summary)
         print_summary(summary)
-    tracking.finish(loggers, summary)  # W&B: final numbers, and close the run before the next job
+    wandb_logger.finish(loggers, summary)  # W&B: final numbers, and close the run before the next job
     return summary
 
 
@@ -117,8 +114,8 @@ def stopped(cfg: DictConfig, trainer: L.Trainer, err: BaseException, out: Path) 
             RunStopped("stopped by SIGTERM (callbacks.graceful_stop is off: nothing saved)", "interrupted", 143, None)
     if trainer.is_global_zero:
         summary = {"status": stop.status, "message": str(stop), "checkpoint": stop.checkpoint, "epochs": trainer.current_epoch,
-                   "global_step": trainer.global_step, "run_dir": str(out), **runinfo.run_info(cfg)}
-        (out / SUMMARY).write_text(json.dumps(summary, indent=1))
+                   "global_step": trainer.global_step, "run_dir": str(out), **run_summary.run_info(cfg)}
+        RunDir(out).write_summary(summary)
     stop.global_zero = trainer.is_global_zero
     return stop
 

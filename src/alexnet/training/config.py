@@ -14,9 +14,7 @@ from typing import Any, Literal, Union, get_args, get_origin
 from hydra.utils import get_class
 from omegaconf import DictConfig, OmegaConf
 
-
-class ConfigError(ValueError):
-    """A config problem, with the offending key in its message."""
+from alexnet.errors import ConfigError
 
 
 def constructor_params(cls: type) -> dict[str, tuple[inspect.Parameter, Any]]:
@@ -95,14 +93,14 @@ FAST_PATH_KEYS = ("channels_last", "compile")
 
 
 def split_fast_path(trainer: dict) -> dict:
-    """Take the alexnet.speed.FastPath keys out of the trainer node (the rest is lightning.Trainer's)."""
+    """Take the alexnet.callbacks.fast_path.FastPath keys out of the trainer node (the rest is lightning.Trainer's)."""
     return {k: trainer.pop(k) for k in FAST_PATH_KEYS if k in trainer}
 
 
 def validate(cfg: DictConfig) -> None:
     """Check every node that becomes a constructor call. Imports are local to keep this module light."""
     from alexnet.models import AlexNet
-    from alexnet.module import LitAlexNet
+    from alexnet.training.module import LitAlexNet
 
     check_node(as_dict(cfg, "model"), AlexNet, "model")
     check_node(as_dict(cfg, "optim"), LitAlexNet, "optim", skip=("model",))
@@ -112,7 +110,7 @@ def validate(cfg: DictConfig) -> None:
     check_node(data, get_class(data["_target_"]), "data")
     import lightning as L
 
-    from alexnet.speed import FastPath
+    from alexnet.callbacks.fast_path import FastPath
 
     trainer = as_dict(cfg, "trainer")
     check_node(split_fast_path(trainer), FastPath, "trainer")

@@ -13,7 +13,7 @@ import torch
 from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
-from alexnet.checkpoint import last_checkpoint_path, latest_good_checkpoint
+from alexnet.callbacks.checkpoint_files import last_checkpoint_path, latest_good_checkpoint
 
 log = logging.getLogger(__name__)
 
@@ -41,7 +41,7 @@ class GracefulStop(Callback):
     submitit (``hydra/launcher=slurm`` or ``local``) SIGUSR2 means "time limit or pre-emption:
     requeue"; submitit's handler would requeue and exit on the spot, so it is called only once
     last.ckpt is saved (``RunStopped.then``). ``kill -9`` cannot be caught: checkpoint writes are
-    atomic (``alexnet.checkpoint.AtomicCheckpointIO``), so the previous checkpoint survives it.
+    atomic (``alexnet.callbacks.checkpoint_files.AtomicCheckpointIO``), so the previous checkpoint survives it.
     """
 
     def __init__(self, every_n_steps: int = 20) -> None:

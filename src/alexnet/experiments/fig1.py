@@ -9,13 +9,12 @@ three 5x5 conv layers and one fully connected layer. It is trained with AlexNet'
 momentum 0.9, batch 128). conv1 has 16 kernels instead of 32: measured on the 2-core CPU,
 32 made an epoch about twice as slow. The whole experiment took 28 minutes on one core.
 
-Run: ``python -m alexnet.fig1`` or ``python train.py experiment=fig1_relu_vs_tanh``.
+Run: ``python -m alexnet.experiments.fig1`` or ``python train.py experiment=fig1_relu_vs_tanh``.
 """
 
 import argparse
 import json
 import math
-import os
 import time
 from pathlib import Path
 
@@ -27,32 +26,6 @@ from torchvision.io import decode_jpeg, read_file
 ACTIVATIONS = {"relu": nn.ReLU, "tanh": nn.Tanh}
 SEGMENTS = 5  # training error points per epoch (cuda-convnet's five CIFAR-10 data batches)
 CHANCE = 0.9  # training error of an untrained net on ten classes: the curves start there
-ROOT = Path(os.environ.get("PROJECT_ROOT") or Path(__file__).resolve().parents[2])
-DEFAULTS = dict(
-    data_root=str(ROOT.parent / "shared" / "data" / "cifar10"),  # folder-per-class JPEGs; else torchvision's downloader
-    download_dir=str(ROOT / "data" / "cifar10-torchvision"),
-    widths=[16, 32, 64],  # layers-18pct has 32 conv1 kernels (see above)
-    # Pilot, training error after 2 epochs on 10,000 images. ReLU: 0.001 68.5%, 0.003 62.8%,
-    # 0.006 64.6%, 0.01 74.6% (and on all 50,000 after 3 epochs: 0.003 35.6%, 0.01 54.3%).
-    # tanh: 0.001 80.2%, 0.003 71.0%, 0.01 66.3%, 0.02 65.5%, 0.05 65.0%. The short pilot misleads
-    # for tanh: on all 50,000 images 0.05 stalled at 37-40% from epoch 20 to 34, 0.02 was at
-    # 28.6% after 53 epochs, 0.01 reached 25% after 52.1 (the fastest to the target, as the paper
-    # chose). None: rerun the short search over lr_grid.
-    lr={"relu": 0.003, "tanh": 0.01},
-    lr_grid=[0.001, 0.003, 0.01, 0.03],
-    search_images=10000,
-    search_epochs=2,
-    batch_size=128,
-    momentum=0.9,
-    target=0.25,  # "reaches a 25% training error rate"
-    max_epochs=80,  # measured: ReLU 7.1 epochs, tanh 52.1 to 25%
-    time_limit_s=5400,  # both nets together (the ReLU net at most half); measured 28 min on one core
-    train_images=0,  # 0: all 50,000
-    seed=0,
-    threads=0,  # 0: torch's default
-)
-
-
 def load_folder(root: Path, split: str, limit: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
     """All images of ``root/split/<class>/*`` as one uint8 tensor (N, 3, 32, 32), decoded once."""
     names = class_names(root)
@@ -185,7 +158,7 @@ def epochs_to(points: list[tuple[float, float]], target: float) -> float | None:
 
 
 def run(cfg: dict, out: Path) -> dict:
-    cfg = {**DEFAULTS, **cfg}
+    """Both nets, the figure and fig1.json; ``cfg`` is the ``fig1`` node of conf/experiment/fig1_relu_vs_tanh.yaml."""
     if cfg["threads"]:
         torch.set_num_threads(cfg["threads"])
     out.mkdir(parents=True, exist_ok=True)
@@ -272,27 +245,35 @@ def run_from_config(cfg) -> dict:
     """``python train.py experiment=fig1_relu_vs_tanh``: the ``fig1`` node, and a summary.json like every run's."""
     from omegaconf import OmegaConf
 
-    from alexnet.runinfo import SUMMARY, run_info
+    from alexnet.paths import RunDir
+    from alexnet.training.summary import run_info
 
     out = Path(cfg.paths.output_dir)
     result = run(OmegaConf.to_container(cfg.fig1, resolve=True), out)
     summary = {k: result[k] for k in ("status", "epochs_to_target", "speedup", "speedup_is_lower_bound", "lr", "wall_seconds")}
-    (out / SUMMARY).write_text(json.dumps({**summary, "run_dir": str(out), **run_info(cfg)}, indent=1))
+    RunDir(out).write_summary({**summary, "run_dir": str(out), **run_info(cfg)})
     return summary
+
+
+def defaults(overrides: list[str] = ()) -> dict:
+    """The ``fig1`` node as ``python train.py experiment=fig1_relu_vs_tanh`` composes it (the YAML owns every default)."""
+    from hydra import compose, initialize_config_dir
+    from omegaconf import OmegaConf
+
+    from alexnet.paths import project_root
+
+    with initialize_config_dir(config_dir=str(project_root() / "conf"), version_base="1.3"):
+        cfg = compose("train", overrides=["experiment=fig1_relu_vs_tanh", *(f"fig1.{o}" for o in overrides)])
+    return OmegaConf.to_container(cfg.fig1, resolve=True)
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", default="outputs/fig1", help="folder for fig1_relu_vs_tanh.png and fig1.json")
-    for key, value in DEFAULTS.items():
-        if not isinstance(value, (list, dict)):
-            parser.add_argument(f"--{key}", type=type(value), default=value)
-    for activation in ACTIVATIONS:  # 0: search lr_grid
-        parser.add_argument(f"--lr_{activation}", type=float, default=DEFAULTS["lr"][activation])
-    args = vars(parser.parse_args(argv))
-    out = Path(args.pop("out"))
-    args["lr"] = {"relu": args.pop("lr_relu"), "tanh": args.pop("lr_tanh")}
-    run(args, out)
+    parser.add_argument("overrides", nargs="*", metavar="KEY=VALUE",
+                        help="keys of conf/experiment/fig1_relu_vs_tanh.yaml's fig1 node, e.g. max_epochs=2 lr.tanh=null")
+    args = parser.parse_args(argv)
+    run(defaults(args.overrides), Path(args.out))
 
 
 if __name__ == "__main__":

@@ -18,6 +18,8 @@ from pathlib import Path
 import torch
 from lightning.pytorch.strategies.launchers import subprocess_script
 
+from alexnet.paths import project_root
+
 DDP_ENV = ("MASTER_ADDR", "MASTER_PORT", "NODE_RANK", "LOCAL_RANK", "WORLD_SIZE", "GROUP_RANK", "RANK")
 
 
@@ -27,7 +29,7 @@ def child_command(local_rank: int) -> tuple[list[str], str]:
     from hydra.utils import get_original_cwd
 
     hydra = HydraConfig.get()
-    script = Path(os.environ.get("PROJECT_ROOT", get_original_cwd())) / "train.py"
+    script = project_root() / "train.py"
     command = [sys.executable, str(script), f"--config-name={hydra.job.config_name}", *hydra.overrides.task]
     # output_subdir=null: only rank 0 writes the job's .hydra/ record.
     command += [f'hydra.run.dir="{hydra.runtime.output_dir}"', f"hydra.job.name={hydra.job.name}_rank{local_rank}",

@@ -26,10 +26,12 @@ from urllib.parse import urlparse
 from lightning.pytorch.loggers import WandbLogger
 from lightning.pytorch.utilities import rank_zero_only
 
+from alexnet.paths import RunDir, project_root
+
 log = logging.getLogger(__name__)
 
 MODES = ("auto", "online", "offline", "disabled")
-ID_FILE = "wandb_id.txt"
+ID_FILE = RunDir.WANDB_ID
 # Overrides that say where or how a run goes (hardware, budget, folders), not what it tests: left out of run names.
 NOT_IN_NAME = re.compile(r"^(hydra|paths|logger|callbacks|trainer|debug|tags|test|ckpt_path|data\.(root|num_workers))(\.|$)")
 
@@ -205,10 +207,6 @@ def sweep_group(hydra) -> str | None:
     sweep = Path(hydra.runtime.output_dir).parent.name  # <sweep dir>/<job number>
     experiment = hydra.runtime.choices.get("experiment")
     return f"{experiment}-{sweep}" if experiment else sweep
-
-
-def project_root() -> Path:
-    return Path(os.environ.get("PROJECT_ROOT") or Path(__file__).resolve().parents[2])
 
 
 def git_settings() -> dict:

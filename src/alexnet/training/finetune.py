@@ -11,9 +11,9 @@ from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
-from alexnet import checkpoint
-from alexnet.config import ConfigError
-from alexnet.module import LitAlexNet
+from alexnet.callbacks import checkpoint_files as checkpoint
+from alexnet.errors import ConfigError
+from alexnet.training.module import LitAlexNet
 
 log = logging.getLogger(__name__)
 NEW = ("net.classifier.fc8.",)  # replaced, whatever the class counts

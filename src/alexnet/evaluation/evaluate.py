@@ -19,8 +19,9 @@ import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
-from alexnet.config import ConfigError
-from alexnet.module import LitAlexNet
+from alexnet.errors import ConfigError
+from alexnet.paths import RunDir, project_root
+from alexnet.training.module import LitAlexNet
 
 log = logging.getLogger(__name__)
 RESULTS = "results.json"
@@ -34,30 +35,28 @@ class Member:
     run_dir: Path | None  # the Hydra run folder (.hydra/config.yaml, summary.json), when there is one
 
     def config(self) -> DictConfig | None:
-        path = self.run_dir / ".hydra" / "config.yaml" if self.run_dir else None
+        path = RunDir(self.run_dir).config if self.run_dir else None
         return OmegaConf.load(path) if path and path.exists() else None
 
     def summary(self) -> dict:
-        path = self.run_dir / "summary.json" if self.run_dir else None
-        return json.loads(path.read_text()) if path and path.exists() else {}
+        return run_dir_summary(self.run_dir) if self.run_dir else {}
 
 
 def is_run_dir(path: Path) -> bool:
-    return (path / ".hydra" / "config.yaml").exists()
+    return RunDir(path).is_run()
 
 
 def checkpoint_of(run_dir: Path) -> Path:
     """The checkpoint the run was tested with (best validation error), else its last one."""
     tested = run_dir_summary(run_dir).get("test_checkpoint")
-    for path in (Path(tested) if tested else None, run_dir / "checkpoints" / "last.ckpt"):
+    for path in (Path(tested) if tested else None, RunDir(run_dir).last_checkpoint):
         if path and path.is_file():
             return path
     raise FileNotFoundError(f"{run_dir}: no checkpoint (checkpoints/last.ckpt is missing)")
 
 
 def run_dir_summary(run_dir: Path) -> dict:
-    path = run_dir / "summary.json"
-    return json.loads(path.read_text()) if path.exists() else {}
+    return RunDir(run_dir).read_summary() or {}
 
 
 def find_members(paths: list[str]) -> tuple[list[Member], list[dict]]:
@@ -99,7 +98,7 @@ def data_config(member: Member, module: LitAlexNet, data_root: str | None) -> di
     else:
         if not data_root:
             raise ConfigError(f"{member.checkpoint}: no run folder beside it (../../.hydra/config.yaml): pass --data-root")
-        defaults = Path(__file__).resolve().parents[2] / "conf" / "data" / "imagefolder.yaml"
+        defaults = project_root() / "conf" / "data" / "imagefolder.yaml"
         data = OmegaConf.to_container(OmegaConf.load(defaults))
         data.update(crop_size=module.net.crop_size, num_classes=module.net.num_classes)
     if data_root:

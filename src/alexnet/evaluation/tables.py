@@ -1,6 +1,6 @@
 """The paper's Tables 1 and 2 and its ablation deltas, measured, beside the paper's numbers.
 
-    python -m alexnet.tables outputs/ [--out outputs/tables] [--wandb ENTITY/PROJECT]
+    python -m alexnet.evaluation.tables outputs/ [--out outputs/tables] [--wandb ENTITY/PROJECT]
 
 Collects every run's summary.json (single nets: their ten-crop test errors), every eval.py
 results.json (ensembles) and every fig1.json (figure 1) under the folders given, and writes
@@ -19,6 +19,8 @@ from pathlib import Path
 from statistics import mean
 
 import yaml
+
+from alexnet.paths import RunDir
 
 log = logging.getLogger(__name__)
 
@@ -54,14 +56,17 @@ def collect(folders: list[Path]) -> tuple[list[dict], list[dict], list[dict]]:
     """Run summaries (one per run folder, incomplete ones included), eval results and figure 1 results under ``folders``."""
     runs, evals, fig1 = [], [], []
     for folder in folders:
-        for config in sorted(folder.rglob(".hydra/config.yaml")):
-            run_dir = config.parent.parent
-            path = run_dir / "summary.json"
-            summary = json.loads(path.read_text()) if path.exists() else {"status": "incomplete (no summary.json)",
-                                                                          "experiment": preset_of(run_dir)}
-            wandb_id = run_dir / "wandb_id.txt"
-            wandb = wandb_id.read_text().strip() if wandb_id.exists() else None
-            runs.append({**summary, "run_dir": str(run_dir), "wandb_id": wandb})
+        for config in sorted(folder.rglob(RunDir.CONFIG)):
+            run = RunDir(config.parent.parent)
+            try:
+                summary = run.read_summary()
+            except ValueError as err:  # a corrupt summary.json: listed as such, never averaged in
+                summary = {"status": f"unreadable summary ({err})"}
+            if summary is None:
+                summary = {"status": f"incomplete (no {RunDir.SUMMARY})"}
+            summary.setdefault("experiment", preset_of(run.path))
+            wandb = run.wandb_id.read_text().strip() if run.wandb_id.exists() else None
+            runs.append({**summary, "run_dir": str(run.path), "wandb_id": wandb})
         for path in sorted(folder.rglob("results.json")):
             evals.append({**json.loads(path.read_text()), "path": str(path), "mtime": path.stat().st_mtime})
         fig1 += [{**json.loads(path.read_text()), "path": str(path)} for path in sorted(folder.rglob("fig1.json"))]
@@ -71,7 +76,7 @@ def collect(folders: list[Path]) -> tuple[list[dict], list[dict], list[dict]]:
 def preset_of(run_dir: Path) -> str | None:
     """The experiment preset a run was started with, from Hydra's record (for runs that left no summary)."""
     try:
-        hydra = yaml.safe_load((run_dir / ".hydra" / "hydra.yaml").read_text())
+        hydra = yaml.safe_load(RunDir(run_dir).hydra.read_text())
         return hydra["hydra"]["runtime"]["choices"].get("experiment")
     except (OSError, KeyError, TypeError, yaml.YAMLError):
         return None

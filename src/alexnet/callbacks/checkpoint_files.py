@@ -14,7 +14,7 @@ import torch
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 
-from alexnet.config import ConfigError
+from alexnet.errors import ConfigError
 
 log = logging.getLogger(__name__)
 

@@ -38,7 +38,7 @@ class LitAlexNet(L.LightningModule):
             raise ValueError(f"lr_factor must be in (0, 1), got {lr_factor}")
         self.save_hyperparameters()
         self.net = AlexNet(**model)
-        self.channels_last = False  # set by alexnet.speed.FastPath
+        self.channels_last = False  # set by alexnet.callbacks.fast_path.FastPath
         k = self.net.num_classes
         for stage in ("train", "val", "test"):
             setattr(self, f"{stage}_top1", TopKError(k, 1))
@@ -63,7 +63,7 @@ class LitAlexNet(L.LightningModule):
         self.train_top1.update(logits, y)
         self.train_top5.update(logits, y)
         # DDP: the mean over all ranks, not rank 0's. Not prog_bar: Lightning would read it every
-        # step (a GPU host sync); alexnet.progress.ProgressBar shows it every few steps.
+        # step (a GPU host sync); alexnet.callbacks.progress.ProgressBar shows it every few steps.
         self.log("train/loss", loss, sync_dist=True)
         self.log_dict({"train/top1_err": self.train_top1, "train/top5_err": self.train_top5}, on_step=False, on_epoch=True)
         return loss

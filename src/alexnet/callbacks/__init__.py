@@ -1,0 +1,8 @@
+"""The Trainer's callbacks (conf/callbacks/): checkpoints with exact resume, stops, fast path, progress, figures."""
+
+from alexnet.callbacks.checkpoint import Checkpoint, ExactResume
+from alexnet.callbacks.fast_path import FastPath
+from alexnet.callbacks.progress import ProgressBar
+from alexnet.callbacks.stopping import FiniteLoss, GracefulStop, RunStopped
+
+__all__ = ["Checkpoint", "ExactResume", "FastPath", "FiniteLoss", "GracefulStop", "ProgressBar", "RunStopped"]

@@ -1,0 +1,87 @@
+"""Where things live: the project's root, and every file of a run folder.
+
+Each name below is the only place that spells it; readers and writers of run folders (the
+training run, eval.py, the tables, figure 1, the W&B logger) go through ``RunDir``.
+"""
+
+import json
+import os
+from pathlib import Path
+
+
+def project_root() -> Path:
+    """The checkout: train.py and eval.py set PROJECT_ROOT (saved run configs interpolate it)."""
+    return Path(os.environ.get("PROJECT_ROOT") or Path(__file__).resolve().parents[2])
+
+
+def shared_data() -> Path:
+    """``../shared/data`` beside the checkout: the real photos the tests and benchmarks read in place."""
+    return project_root().parent / "shared" / "data"
+
+
+class RunDir:
+    """One run folder: ``outputs/runs/<time>/`` or a multirun's ``outputs/multiruns/<time>/<job>/``."""
+
+    SUMMARY = "summary.json"
+    WANDB_ID = "wandb_id.txt"
+    CONFIG = ".hydra/config.yaml"
+    HYDRA = ".hydra/hydra.yaml"
+    CHECKPOINTS = "checkpoints"
+    LAST = "last.ckpt"
+    FIGURES = "figures"
+
+    def __init__(self, path: str | os.PathLike):
+        self.path = Path(path)
+
+    def __repr__(self) -> str:
+        return f"RunDir({str(self.path)!r})"
+
+    @property
+    def summary(self) -> Path:
+        return self.path / self.SUMMARY
+
+    @property
+    def wandb_id(self) -> Path:
+        return self.path / self.WANDB_ID
+
+    @property
+    def config(self) -> Path:
+        return self.path / self.CONFIG
+
+    @property
+    def hydra(self) -> Path:
+        return self.path / self.HYDRA
+
+    @property
+    def checkpoints(self) -> Path:
+        return self.path / self.CHECKPOINTS
+
+    @property
+    def last_checkpoint(self) -> Path:
+        return self.checkpoints / self.LAST
+
+    @property
+    def figures(self) -> Path:
+        return self.path / self.FIGURES
+
+    def is_run(self) -> bool:
+        return self.config.exists()
+
+    def write_summary(self, summary: dict) -> None:
+        """Written to a temporary name and renamed, so a reader never sees half a file."""
+        self.path.mkdir(parents=True, exist_ok=True)
+        tmp = self.summary.with_name(f".{self.SUMMARY}.{os.getpid()}.tmp")
+        tmp.write_text(json.dumps(summary, indent=1))
+        os.replace(tmp, self.summary)
+
+    def read_summary(self) -> dict | None:
+        """The summary, or None when the run wrote none; a corrupt file is an error naming it."""
+        if not self.summary.exists():
+            return None
+        try:
+            summary = json.loads(self.summary.read_text())
+        except (json.JSONDecodeError, UnicodeDecodeError) as err:
+            raise ValueError(f"{self.summary}: not a valid summary ({err}); delete it or rerun the job") from None
+        if not isinstance(summary, dict):
+            raise ValueError(f"{self.summary}: not a valid summary (a JSON {type(summary).__name__}, not an object)")
+        return summary
