@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: install train test test-fast clean
+.PHONY: install train lint format test test-fast clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -19,10 +19,19 @@ install: $(VENV)/.installed
 train: install
 	$(BIN)/python train.py $(ARGS)
 
-test: install
+# ruff (configured in pyproject.toml) before the tests: style and lint errors fail the run.
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+format: install
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .
+
+test: lint
 	$(BIN)/python -m pytest -q --durations=10 $(ARGS)
 
-test-fast: install
+test-fast: lint
 	$(BIN)/python -m pytest -q -m "not slow" $(ARGS)
 
 clean:

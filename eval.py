@@ -17,10 +17,13 @@ os.environ.setdefault("PROJECT_ROOT", str(ROOT))  # the run folders' configs int
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0].split(": ", 1)[1])
     parser.add_argument("paths", nargs="+", help="checkpoint files, run folders or multirun folders")
-    parser.add_argument("--split", default="val", help="split folder to evaluate (ILSVRC-2012: val is the test set)")
-    parser.add_argument("--crops", type=int, default=10, choices=(1, 10), help="10: the paper's ten patches; 1: centre crop")
-    parser.add_argument("--batch-size", type=int, default=64)
-    parser.add_argument("--num-workers", type=int, default=max(0, (os.cpu_count() or 1) - 1))
+    parser.add_argument("--split", default="val",
+                        help="split folder to evaluate (default: val; ILSVRC-2012: val is the test set)")
+    parser.add_argument("--crops", type=int, default=10, choices=(1, 10),
+                        help="10 (default): the paper's ten patches; 1: centre crop")
+    parser.add_argument("--batch-size", type=int, default=64, help="images per batch (default: %(default)s)")
+    parser.add_argument("--num-workers", type=int, default=max(0, (os.cpu_count() or 1) - 1),
+                        help="loader processes (default: one per CPU core but one, here %(default)s)")
     parser.add_argument("--data-root", default=None, help="the dataset folder, when not the one in the run's config")
     parser.add_argument("--device", default=None, help="cuda or cpu (default: cuda when available)")
     parser.add_argument("--out", type=Path, default=None, help="default: outputs/evals/<time>/results.json")

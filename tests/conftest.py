@@ -4,17 +4,15 @@ import sys
 from pathlib import Path
 
 import pytest
-from hydra import compose, initialize_config_dir
+
+from alexnet.training.config import compose_train, paper_optim  # noqa: F401 (compose_train: for the tests)
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = ROOT.parent / "shared" / "data"
 os.environ.setdefault("PROJECT_ROOT", str(ROOT))
 
 
-def compose_train(*overrides: str):
-    """The composed config of `python train.py OVERRIDES`, without running it."""
-    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
-        return compose(config_name="train", overrides=list(overrides))
+OPTIM = paper_optim()  # conf/train.yaml's optim node, for LitAlexNet's built outside a run
 
 
 def run_train(*args: str, cwd: Path = ROOT, timeout: int = 600, check: bool = True, script: str = "train.py"):

@@ -6,7 +6,7 @@ from omegaconf import OmegaConf
 from alexnet.errors import ConfigError
 from alexnet.training.config import validate
 from alexnet.models import AlexNet
-from alexnet.training.module import LitAlexNet
+from alexnet.training.optim import PaperSGD
 from conftest import ROOT, compose_train, run_train
 
 GROUP_OPTIONS = {
@@ -35,8 +35,9 @@ def test_model_config_mirrors_the_constructor():
 
     keys = set(composed().model)
     assert keys == set(inspect.signature(AlexNet).parameters)
-    optim = set(composed().optim)
-    assert optim == set(inspect.signature(LitAlexNet).parameters) - {"model"}
+    assert set(composed().optim) == set(inspect.signature(PaperSGD).parameters)
+    # No defaults in the schema: conf/train.yaml is the only home of the recipe's values.
+    assert all(p.default is inspect.Parameter.empty for p in inspect.signature(PaperSGD).parameters.values())
 
 
 def test_defaults_are_the_papers():
@@ -86,7 +87,7 @@ def test_each_ablation_is_one_override_changing_one_key(override, changed):
 @pytest.mark.parametrize(
     "override, message",
     [
-        ("model.dropout=1.5", "model: dropout must be in [0, 1), got 1.5"),
+        ("model.dropout=1.5", "model.dropout: must be in [0, 1), got 1.5"),
         ("model.lrn_size=4", "model: LRN size n must be a positive odd number, got 4"),
         ("model.activation=gelu", "model.activation: expected one of 'relu', 'tanh', got 'gelu'"),
         ("model.lrn=maybe", "model.lrn: expected bool, got 'maybe' (str)"),
@@ -103,7 +104,8 @@ def test_bad_values_are_named_by_key(override, message):
     cfg = composed(override)
     with pytest.raises(ConfigError) as err:
         validate(cfg)
-        build("model", LitAlexNet, model=OmegaConf.to_container(cfg.model, resolve=True), **cfg.optim)
+        build("model", AlexNet, **OmegaConf.to_container(cfg.model, resolve=True))
+        build("optim", PaperSGD, **cfg.optim)
     assert message in str(err.value)
 
 
@@ -115,7 +117,7 @@ def test_missing_data_root_is_named():
 def test_bad_override_stops_train_py_with_one_line_and_no_run(tmp_path):
     proc = run_train("model.dropout=1.5", f"hydra.run.dir={tmp_path}/run", check=False, timeout=120)
     assert proc.returncode == 2
-    assert "config error: model: dropout must be in [0, 1), got 1.5" in proc.stderr
+    assert "config error: model.dropout: must be in [0, 1), got 1.5" in proc.stderr
     assert "Traceback" not in proc.stderr
     assert not (tmp_path / "run" / "checkpoints").exists()
 

@@ -1,6 +1,11 @@
 """The loading code: ILSVRC folder layout, the paper's crops/flips/PCA noise/mean, the built-in dataset."""
 
 import io
+import os
+import pickle
+import shutil
+import subprocess
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -10,11 +15,12 @@ from PIL import Image
 
 from alexnet.data import ImageFolderDataModule, SyntheticDataModule
 from alexnet.data import synthetic
-from alexnet.data.buffers import BufferPool
-from alexnet.data.images import ImageRecords, SkipUnreadable, UnreadableCounter, TooManyUnreadableImages, collate
+from alexnet.data.augment import IMAGENET_EIGVAL, IMAGENET_EIGVEC, BatchAugment, crop_offsets
+from alexnet.data.batches import FilledBatch, Ring, collate
+from alexnet.data.datasets import ImageRecords, SkipUnreadable
+from alexnet.data.decode import UnreadableImage, central_square, decode, decode_into
 from alexnet.data.records import Records
-from alexnet.data.transforms import (IMAGENET_EIGVAL, IMAGENET_EIGVEC, BatchAugment, UnreadableImage, central_square,
-                                    crop_offsets, decode, decode_into)
+from alexnet.data.unreadable import TooManyUnreadableImages, UnreadableCounter
 
 
 @pytest.fixture(scope="module")
@@ -87,7 +93,7 @@ def test_class_folder_without_images_is_a_clear_error(tmp_path):
 
 
 def test_class_count_mismatch_is_a_clear_error(tiny_synthetic):
-    with pytest.raises(ValueError, match="data.num_classes is 1000 but the 'train' split of .* has 10 classes"):
+    with pytest.raises(ValueError, match="data.num_classes is 1000 but data.root .* has 10 classes in its 'train' split"):
         datamodule(tiny_synthetic, num_classes=1000).setup("fit")
 
 
@@ -197,32 +203,26 @@ def test_the_cpu_crop_path_equals_the_single_gather(mean_shape, layout):
                                noise[:, :, None, None].expand(32, 3, 7, 7))
 
 
-def test_batch_memory_is_reused_only_when_nothing_holds_it():
-    pool = BufferPool(2)
-    a = pool.empty((4, 5), np.float32)
-    b = pool.empty((4, 5), np.float32)
-    assert a.data_ptr() != b.data_ptr()
-    view = a[1:]  # a view keeps the memory in use
-    del a
-    c = pool.empty((4, 5), np.float32)
-    assert c.data_ptr() not in (view.data_ptr() - 20, b.data_ptr())
-    c_ptr = c.data_ptr()
-    del view, c
-    d = pool.empty((4, 5), np.float32)
-    assert d.data_ptr() == c_ptr  # free again: reused
-    e = pool.empty((4, 5), np.float32)
-    assert b.data_ptr() not in (d.data_ptr(), e.data_ptr())  # b is still alive: never handed out twice
+def test_a_ring_hands_a_tensor_out_again_only_after_depth_calls():
+    ring = Ring(3)
+    first = [ring.take((4, 5), torch.float32) for _ in range(3)]
+    assert len({t.data_ptr() for t in first}) == 3
+    assert [ring.take((4, 5), torch.float32) is t for t in first] == [True, True, True]  # calls 4, 5, 6: in turn
+    other = ring.take((2, 5), torch.float32)  # another shape: a new ring, the old tensors are never written again
+    assert other.data_ptr() not in {t.data_ptr() for t in first}
+    assert pickle.loads(pickle.dumps(ring)).slots == []  # a spawned worker gets no memory of the main process
 
 
-def test_augmented_batches_stay_intact_while_the_caller_holds_them():
+def test_an_augmented_training_batch_stays_intact_until_the_next_but_one():
     torch.manual_seed(0)
     aug = BatchAugment(torch.zeros(3, 1, 1), crop_size=6, flip=True)
     x = torch.randint(0, 256, (8, 3, 8, 8), dtype=torch.uint8)
-    held = [aug.train_batch(x) for _ in range(4)]
-    copies = [h.clone() for h in held]
-    aug.train_batch(x)
-    assert all(torch.equal(h, c) for h, c in zip(held, copies))
-    assert len({h.data_ptr() for h in held}) == 4
+    previous, current = aug.train_batch(x), aug.train_batch(x)
+    copy = previous.clone()
+    assert previous.data_ptr() != current.data_ptr()
+    assert torch.equal(previous, copy)  # still intact while the next one is made
+    ten = [aug.eval_batch(x, crops=10) for _ in range(3)]  # the test crops are the caller's to keep
+    assert len({t.data_ptr() for t in ten}) == 3 and all(torch.equal(t, ten[0]) for t in ten)
 
 
 def broken_records(tmp_path, n_good=5):
@@ -252,11 +252,11 @@ def test_an_unreadable_image_names_its_file_and_training_skips_it(tmp_path):
 def test_unreadable_training_images_are_counted_per_epoch_up_to_the_limit(caplog):
     counter = UnreadableCounter(limit=2)
     with caplog.at_level("WARNING"):
-        counter.add(0, ["a.JPEG: truncated", "b.JPEG: truncated"])
-        counter.add(1, ["a.JPEG: truncated"])  # a new epoch reports the last one
+        counter.add("epoch 0", ["a.JPEG: truncated", "b.JPEG: truncated"])
+        counter.add("epoch 1", ["a.JPEG: truncated"])  # a new epoch reports the last one
     assert "epoch 0: skipped 2 unreadable training images (data.max_bad_images=2)" in caplog.text
     with pytest.raises(TooManyUnreadableImages, match="data.max_bad_images: 3 unreadable training images in epoch 1, more than the 2"):
-        counter.add(1, ["b.JPEG: truncated", "c.JPEG: truncated"])
+        counter.add("epoch 1", ["b.JPEG: truncated", "c.JPEG: truncated"])
 
 
 def jpeg_bytes(image: Image.Image, **save) -> bytes:
@@ -314,3 +314,152 @@ def test_decoding_on_the_device_needs_a_prepared_store(tmp_path):
     dm = ImageFolderDataModule(root=str(tmp_path / "raw"), resize=32, crop_size=28, num_workers=0, decode_on="device")
     with pytest.raises(ValueError, match="data.decode_on=device decodes a prepared store"):
         dm.setup("fit")
+
+
+@pytest.mark.parametrize("workers", [0, 2])
+def test_two_consecutive_batches_of_a_loader_share_no_memory(tiny_synthetic, workers):
+    """In the main process the batches come from the loader's ring (a batch stays valid until two
+    more are made); from workers, from fresh shared memory. Either way, never the same memory."""
+    dm = datamodule(tiny_synthetic, num_workers=workers, mean="none", pca_lighting=False)
+    dm.setup("fit")
+    batches = iter(dm.loader("val", shuffle=False))  # 20 images: five batches of 4, in order
+    first, second = next(batches)[0], next(batches)[0]
+    copies = first.clone(), second.clone()
+    spans = [(s.data_ptr(), s.data_ptr() + s.nbytes()) for s in (first.untyped_storage(), second.untyped_storage())]
+    assert spans[0][1] <= spans[1][0] or spans[1][1] <= spans[0][0]
+    next(batches)  # the next batch is made: the two held ones are intact
+    assert torch.equal(first, copies[0]) and torch.equal(second, copies[1])
+    assert not torch.equal(first, second)
+    val = dm.datasets["val"]
+    assert torch.equal(first, torch.stack([val[i][0] for i in range(4)]))  # the images, decoded one by one
+    assert torch.equal(second, torch.stack([val[i][0] for i in range(4, 8)]))
+
+
+def test_the_batched_fetch_hands_over_the_batch_it_filled_without_a_copy(tiny_synthetic):
+    from torch.utils.data import default_collate
+
+    dataset = ImageRecords(datamodule(tiny_synthetic).open().records("val"), resize=76)
+    filled = dataset.__getitems__([0, 1, 2])
+    assert isinstance(filled, FilledBatch) and len(filled) == 3
+    x, y = collate(filled)
+    assert x.data_ptr() == filled.images.data_ptr() and x.shape == (3, 3, 76, 76)
+    torch.testing.assert_close(default_collate(filled)[0], x, atol=0, rtol=0)  # still a list of samples for any collate
+
+
+def test_hidden_folders_are_neither_classes_nor_images(tmp_path, tiny_synthetic):
+    shutil.copytree(tiny_synthetic, tmp_path / "data", symlinks=True)
+    train = tmp_path / "data" / "train"
+    photo = next(train.glob("s9*/*.JPEG"))
+    for hidden in (train / ".ipynb_checkpoints", train / photo.parent.name / ".ipynb_checkpoints"):
+        hidden.mkdir()
+        shutil.copy(photo, hidden / "x-checkpoint.JPEG")
+    (photo.parent / f"._{photo.name}").write_bytes(b"\0\5\26\7 macOS resource fork")  # AppleDouble: hidden, not an image
+    dm = datamodule(tmp_path / "data", mean="none", pca_lighting=False)
+    dm.setup("fit")
+    assert dm.classes == sorted(w for w, _ in synthetic.CLASSES) and dm.num_classes == 10
+    assert len(dm.datasets["train"]) == 60 and not any("/." in i or i.startswith(".") for i in dm.datasets["train"].ids)
+
+
+def rewrite(photo: Path, size: int) -> None:
+    """The same file name, other pixels and another byte size."""
+    before = photo.stat().st_size
+    Image.fromarray(np.random.default_rng(1).integers(0, 256, (size, size, 3), dtype=np.uint8)).save(photo, format="JPEG")
+    assert photo.stat().st_size != before
+
+
+def test_the_statistics_are_recomputed_when_a_training_image_is_rewritten(tmp_path, tiny_synthetic):
+    root = tmp_path / "data"
+    shutil.copytree(tiny_synthetic, root)
+    for stale in root.glob(".stats_*"):
+        stale.unlink()
+    first = datamodule(root)
+    first.setup("fit")
+    (cache,) = root.glob(".stats_train_76px_*.pt")
+    assert torch.load(cache)["classes"] == first.classes  # the cache says which classes it was computed for
+    rewrite(next((root / "train").glob("s9*/*.JPEG")), 120)
+    second = datamodule(root)
+    second.setup("fit")
+    caches = sorted(root.glob(".stats_train_76px_*.pt"))
+    assert len(caches) == 2  # a new key: recomputed, not the old numbers
+    assert not torch.equal(second.augment.mean, first.augment.mean)
+
+
+@contextmanager
+def read_only(folder: Path):
+    """``folder`` made really read-only, for root too (root ignores permission bits): chattr +i,
+    which the kernel enforces for everyone; chmod for other users. Checked by trying to write."""
+    if os.geteuid() == 0:
+        if shutil.which("chattr") is None:
+            pytest.skip("running as root without chattr: no way to make a folder read-only for this test")
+        made = subprocess.run(["chattr", "+i", str(folder)], capture_output=True, text=True)
+        if made.returncode:
+            pytest.skip(f"chattr +i {folder} failed ({made.stderr.strip()}): needs CAP_LINUX_IMMUTABLE and ext4/xfs/btrfs")
+        undo = lambda: subprocess.run(["chattr", "-i", str(folder)], check=True)  # noqa: E731
+    else:
+        mode = folder.stat().st_mode
+        folder.chmod(0o555)
+        undo = lambda: folder.chmod(mode)  # noqa: E731
+    try:
+        with pytest.raises(OSError):
+            (folder / "probe").write_bytes(b"")
+        yield folder
+    finally:
+        undo()
+
+
+def test_a_read_only_data_root_keeps_its_caches_in_the_user_cache_folder(tmp_path, tiny_synthetic, monkeypatch, caplog):
+    from alexnet.data.cache import user_cache
+
+    root, xdg = tmp_path / "data", tmp_path / "xdg"
+    shutil.copytree(tiny_synthetic, root)
+    for stale in root.glob(".stats_*"):
+        stale.unlink()
+    monkeypatch.setenv("XDG_CACHE_HOME", str(xdg))
+    with read_only(root), caplog.at_level("INFO"):
+        datamodule(root).setup("fit")
+        mine = user_cache(root)
+        assert mine.parent == xdg / "alexnet" and len(list(mine.glob(".stats_train_76px_*.pt"))) == 1
+        assert f"{root} is not writable: its caches go to {mine}" in caplog.text and f"to {mine}/.stats_train" in caplog.text
+        assert not list(root.glob(".stats_*"))
+        caplog.clear()
+        datamodule(root).setup("fit")  # read back from there: not computed again
+        assert "wrote the training-set statistics" not in caplog.text
+
+
+def test_a_cache_beside_read_only_data_is_read_from_there(tmp_path, tiny_synthetic, monkeypatch):
+    root, xdg = tmp_path / "data", tmp_path / "xdg"
+    shutil.copytree(tiny_synthetic, root)
+    datamodule(root).setup("fit")  # computed while the folder was writable
+    monkeypatch.setenv("XDG_CACHE_HOME", str(xdg))
+    with read_only(root):
+        datamodule(root).setup("fit")
+    assert not xdg.exists()
+
+
+def test_an_unwritable_cache_dir_is_a_clear_error(tmp_path, tiny_synthetic):
+    (tmp_path / "blocked").write_text("a file where the cache folder should be")
+    with pytest.raises(ValueError, match="data.cache_dir: cannot write to .*blocked/caches"):
+        datamodule(tiny_synthetic, cache_dir=str(tmp_path / "blocked" / "caches")).setup("fit")
+
+
+def three_class_folder(root: Path) -> Path:
+    for split, n in (("train", 4), ("val", 2)):
+        for label, wnid in enumerate(("n00000001", "n00000002", "n00000003")):
+            (root / split / wnid).mkdir(parents=True)
+            for i in range(n):
+                synthetic.render(label, 80, np.random.default_rng([label, i])).save(root / split / wnid / f"{i}.JPEG")
+    return root
+
+
+def test_num_classes_is_counted_from_the_class_folders_when_left_out(tmp_path):
+    from conftest import run_train
+
+    root = three_class_folder(tmp_path / "data")
+    args = ["data=imagefolder", f"data.root={root}", "data.resize=76", "data.crop_size=67", "data.batch_size=4",
+            "data.num_workers=0", "trainer.max_epochs=1", "test=false", "logger=none", "++figures=false"]
+    run_train(*args, f"hydra.run.dir={tmp_path}/run")
+    weights = torch.load(tmp_path / "run" / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)["state_dict"]
+    assert weights["net.classifier.fc8.weight"].shape[0] == 3
+    wrong = run_train(*args, "data.num_classes=5", f"hydra.run.dir={tmp_path}/wrong", check=False)
+    assert wrong.returncode == 2
+    assert f"config error: data.num_classes is 5 but data.root {root} has 3 classes in its 'train' split" in wrong.stderr

@@ -14,7 +14,7 @@ from alexnet.training import finetune
 from alexnet.errors import ConfigError
 from alexnet.training.config import validate
 from alexnet.training.module import LitAlexNet
-from conftest import ROOT, compose_train, run_train
+from conftest import OPTIM, ROOT, compose_train, run_train
 from test_config import diff
 
 PRESETS = sorted(p.stem for p in (ROOT / "conf" / "experiment").glob("*.yaml") if p.stem not in ("demo", "fig1_relu_vs_tanh"))
@@ -102,10 +102,10 @@ def test_pretrain_then_finetune_replaces_fc8_only(tmp_path):
 
 
 def test_init_from_copies_weights_exactly(tmp_path):
-    source = LitAlexNet(model={"num_classes": 10, "crop_size": 67, "extra_conv": True})
+    source = LitAlexNet(model={"num_classes": 10, "crop_size": 67, "extra_conv": True}, optim=OPTIM)
     path = tmp_path / "pre.ckpt"
     torch.save({"state_dict": source.state_dict()}, path)
-    target = LitAlexNet(model={"num_classes": 3, "crop_size": 67, "extra_conv": True})
+    target = LitAlexNet(model={"num_classes": 3, "crop_size": 67, "extra_conv": True}, optim=OPTIM)
     fc8_before = target.net.classifier.fc8.weight.clone()
     finetune.init_from(OmegaConf.create({"init_from": str(path)}), target)
     for name, value in target.state_dict().items():
@@ -116,8 +116,8 @@ def test_init_from_copies_weights_exactly(tmp_path):
 
 def test_init_from_names_what_does_not_fit(tmp_path):
     path = tmp_path / "plain.ckpt"
-    torch.save({"state_dict": LitAlexNet(model={"num_classes": 10, "crop_size": 67}).state_dict()}, path)
-    target = LitAlexNet(model={"num_classes": 3, "crop_size": 67, "extra_conv": True})
+    torch.save({"state_dict": LitAlexNet(model={"num_classes": 10, "crop_size": 67}, optim=OPTIM).state_dict()}, path)
+    target = LitAlexNet(model={"num_classes": 3, "crop_size": 67, "extra_conv": True}, optim=OPTIM)
     with pytest.raises(ConfigError, match="init_from: .*has no net.features.conv6.weight"):
         finetune.init_from(OmegaConf.create({"init_from": str(path)}), target)
     with pytest.raises(ConfigError, match="init_from: set the pre-trained checkpoint"):

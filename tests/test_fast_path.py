@@ -12,7 +12,7 @@ from torch.nn import functional as F
 
 from alexnet.callbacks import fast_path as speed
 from alexnet.training.module import LitAlexNet
-from conftest import compose_train
+from conftest import OPTIM, compose_train
 
 MODEL = dict(num_classes=10, crop_size=67, dropout=0.0)  # no dropout: both paths see the same network
 
@@ -33,7 +33,7 @@ def batch():
 
 def test_channels_last_and_compile_match_the_plain_path(batch):
     x, y = batch
-    plain = LitAlexNet(MODEL)
+    plain = LitAlexNet(MODEL, OPTIM)
     fast = copy.deepcopy(plain)
     speed.apply(fast, channels_last=True, compile=True)
     assert fast.net.features.conv1.weight.is_contiguous(memory_format=torch.channels_last)
@@ -48,7 +48,7 @@ def test_channels_last_and_compile_match_the_plain_path(batch):
 
 def test_bf16_autocast_stays_within_bf16_tolerance(batch):
     x, y = batch
-    module = LitAlexNet(MODEL)
+    module = LitAlexNet(MODEL, OPTIM)
     loss32, grads32 = loss_and_grads(module, x, y)
     loss16, grads16 = loss_and_grads(module, x, y, autocast=True)
     torch.testing.assert_close(loss16, loss32, rtol=2e-2, atol=2e-2)

@@ -9,9 +9,9 @@ from PIL import Image
 
 from alexnet.experiments import fig1
 from alexnet.callbacks import figures
-from alexnet.data import SyntheticDataModule
 from alexnet.training.module import LitAlexNet
-from conftest import SHARED_DATA, compose_train
+from conftest import OPTIM, SHARED_DATA, compose_train, run_train
+from test_wandb import records, wandb_env, wandb_files  # noqa: F401 (wandb_env: a fixture)
 
 
 @pytest.fixture(scope="module")
@@ -26,7 +26,7 @@ def trained_setup(tmp_path_factory):
     data.prepare_data()
     data.setup("fit")
     torch.manual_seed(0)
-    module = LitAlexNet(model={"num_classes": 10, "crop_size": 67}).eval()
+    module = LitAlexNet(model={"num_classes": 10, "crop_size": 67}, optim=OPTIM).eval()
     return module, data
 
 
@@ -45,7 +45,7 @@ def test_conv1_grid_shows_both_columns_side_by_side(trained_setup):
     grid = figures.conv1_grid(module.net, rows=8, scale=1)
     # 96 kernels: two panels of 8 rows x 6 columns of 11x11 kernels with 1-pixel borders, 4 pixels apart.
     assert grid.size == (2 * (6 * 12 + 1) + 4, 8 * 12 + 1)
-    one_column = LitAlexNet(model={"num_classes": 10, "crop_size": 67, "columns": 1}).net
+    one_column = LitAlexNet(model={"num_classes": 10, "crop_size": 67, "columns": 1}, optim=OPTIM).net
     assert figures.conv1_grid(one_column, rows=8, scale=1).size == (6 * 12 + 1, 8 * 12 + 1)
 
 
@@ -62,16 +62,35 @@ def test_nearest_neighbours_are_the_exact_nearest_in_fc7(trained_setup):
     assert torch.equal(index, brute.indices)
 
 
-def test_images_reach_tensorboard(trained_setup, tmp_path):
-    from lightning.pytorch.loggers import TensorBoardLogger
+def test_figures_reach_tensorboard_and_wandb_through_their_own_readers(tmp_path):  # wandb_env (autouse): offline, no key
+    """A real train.py run with both loggers; TensorBoard's EventAccumulator and W&B's offline records
+    (wandb_internal_pb2.Record) must each hold all three figures, as the run folder does."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-    module, data = trained_setup
-    paths = [tmp_path / "a.png"]
-    figures.conv1_grid(module.net).save(paths[0])
-    logger = TensorBoardLogger(tmp_path, name="tb", version="")
-    figures.log_images(logger, paths)
-    logger.experiment.flush()
-    assert list((tmp_path / "tb").glob("events.out.tfevents.*"))
+    run = tmp_path / "run"
+    run_train("logger=[tensorboard,wandb]", "logger.wandb.mode=offline", f"data.root={tmp_path}/synthetic",
+              "data.train_per_class=6", "data.val_per_class=2", "data.batch_size=8", "data.num_workers=0", "trainer.max_epochs=1",
+              "+trainer.limit_train_batches=2", "+trainer.limit_val_batches=1", "model.lrn=false", f"hydra.run.dir={run}")
+    names = ["conv1_filters", "top5", "neighbours"]
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["figures"] == [str(run / "figures" / f"{n}.png") for n in names]
+    events = EventAccumulator(str(run / "tensorboard"), size_guidance={"images": 0})
+    events.Reload()
+    assert sorted(events.Tags()["images"]) == sorted(f"figures/{n}" for n in names)
+    with Image.open(run / "figures" / "top5.png") as png:
+        [logged] = events.Images("figures/top5")
+        assert (logged.width, logged.height) == png.size
+    assert "test/top1_err" in events.Tags()["scalars"]  # the test's metrics, in the same readable files
+    [offline] = wandb_files(run)
+    history = [item for record in records(offline) if record.WhichOneof("record_type") == "history"
+               for item in record.history.item]
+    images: dict[str, dict] = {}  # W&B's image value: nested keys ("figures/top5", "_type"), ("figures/top5", "filenames"), ...
+    for item in history:
+        if len(item.nested_key) == 2:
+            images.setdefault(item.nested_key[0], {})[item.nested_key[1]] = json.loads(item.value_json)
+    for name in names:
+        image = images[f"figures/{name}"]
+        assert image["_type"] == "images/separated" and (offline.parent / "files" / image["filenames"][0]).is_file()
 
 
 def test_epochs_to_target_interpolates_the_crossing():

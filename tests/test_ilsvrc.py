@@ -208,3 +208,24 @@ def test_ilsvrc2010_archives_with_public_test_labels(shared_photos, tmp_path):
                                resize=64, crop_size=56, num_workers=0, mean="none", pca_lighting=False)
     dm.setup("test")
     assert len(dm.datasets["test"]) == 20 and dm.datasets["test"].ids[0].startswith("ILSVRC2010_test_")
+
+
+def test_read_only_archives_keep_their_caches_in_the_user_cache_folder(shared_photos, tmp_path, monkeypatch, caplog):
+    """A shared, read-only ImageNet on a cluster: the archive indexes and the statistics go to
+    $XDG_CACHE_HOME/alexnet/<the root's path>, and the log says so."""
+    from alexnet.data.cache import user_cache
+    from test_data import read_only
+
+    root = tmp_path / "ilsvrc"
+    build_archives(root, shared_photos, n_classes=20)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    with read_only(root), caplog.at_level("INFO"):
+        dm = ImageFolderDataModule(root=str(root), resize=64, crop_size=56, num_workers=0, batch_size=4, stats_images=0)
+        dm.setup("fit")
+    mine = user_cache(root)
+    assert mine.parent == tmp_path / "xdg" / "alexnet"
+    for name in ("ILSVRC2012_img_train.tar.index.tsv", "ILSVRC2012_img_val.tar.index.tsv"):
+        assert (mine / name).is_file() and not (root / name).exists()
+    assert len(list(mine.glob(".stats_train_64px_*.pt"))) == 1
+    assert f"{root} is not writable: its caches go to {mine}" in caplog.text
+    assert dm.num_classes == 1000  # data.num_classes left out: counted from the devkit

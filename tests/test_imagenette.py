@@ -8,8 +8,9 @@ import pytest
 import torch
 
 from alexnet.data import ImageFolderDataModule
-from alexnet.data.transforms import IMAGENET_EIGVEC, BatchAugment, UnreadableImage, crop_offsets
-from conftest import SHARED_DATA, run_train
+from alexnet.data.augment import IMAGENET_EIGVEC, BatchAugment, crop_offsets
+from alexnet.data.decode import UnreadableImage
+from conftest import OPTIM, SHARED_DATA, run_train
 
 RESIZE, CROP = 76, 67
 
@@ -101,11 +102,11 @@ def test_ten_crop_prediction_averages_the_softmax_of_the_ten_views(imagenette, p
     from alexnet.training.module import LitAlexNet
 
     torch.manual_seed(0)
-    module = LitAlexNet(model={"num_classes": 10, "crop_size": CROP}).eval()
+    module = LitAlexNet(model={"num_classes": 10, "crop_size": CROP}, optim=OPTIM).eval()
     ten = imagenette.augment.eval_batch(photos[:4], crops=10)
     with torch.no_grad():
         expected = torch.softmax(module.net(ten.flatten(0, 1)), 1).view(4, 10, 10).mean(1)
-        torch.testing.assert_close(module.predict_proba(ten), expected)
+        torch.testing.assert_close(module.predict_proba(ten, crops=10), expected)
 
 
 def raw_folder(root: Path, per_class: int, bad_split: str | None) -> Path:
@@ -135,11 +136,13 @@ def test_an_unreadable_training_image_is_skipped_counted_and_limited(imagenette,
             "data.batch_size=101", "data.num_workers=0", "trainer.max_epochs=1", "test=false", "logger=none", "++figures=false"]
     stopped = run_train(*args, "data.max_bad_images=0", f"hydra.run.dir={tmp_path}/stopped", check=False)
     assert stopped.returncode != 0
-    assert "data.max_bad_images: 1 unreadable training images in epoch 0, more than the 0 allowed" in stopped.stderr
+    # The statistics pass meets it first, and counts it as training does.
+    assert "data.max_bad_images: 1 unreadable training images in the statistics pass, more than the 0 allowed" in stopped.stderr
     assert "truncated.JPEG" in stopped.stdout + stopped.stderr  # the file is named in the log
     run_train(*args, f"hydra.run.dir={tmp_path}/skipped")
     log = next((tmp_path / "skipped").glob("*.log")).read_text()
     assert "skipped an unreadable training image" in log and "truncated.JPEG" in log
+    assert "the statistics pass: skipped 1 unreadable training images (data.max_bad_images=100)" in log
     assert "epoch 0: skipped 1 unreadable training images (data.max_bad_images=100)" in log
 
 

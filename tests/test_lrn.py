@@ -62,3 +62,122 @@ def test_channels_last_path_matches_the_formula(activations, convention):
     ref = activations.clone().requires_grad_(True)
     naive_lrn(ref, 5, alpha, 0.75, 2.0).sum().backward()
     torch.testing.assert_close(x.grad, ref.grad)
+
+
+# The hand-written forward and backward (LRNFunction) against autograd through the naive loop.
+
+FORMATS = {"contiguous": torch.contiguous_format, "channels_last": torch.channels_last}
+ALPHA = {"printed": 1e-4, "cuda_convnet": 1e-4 / 5}
+
+
+def outputs_and_grads(fn, a: torch.Tensor, g: torch.Tensor):
+    a = a.detach().clone(memory_format=torch.preserve_format).requires_grad_(True)
+    out = fn(a)
+    out.backward(g)
+    return out, a.grad
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+@pytest.mark.parametrize("convention", ALPHA)
+def test_outputs_and_gradients_match_the_formula(activations, convention, fmt):
+    a = activations.contiguous(memory_format=FORMATS[fmt])
+    g = torch.randn_like(a)
+    out, grad = outputs_and_grads(LocalResponseNorm(5, convention=convention), a, g)
+    ref_out, ref_grad = outputs_and_grads(lambda x: naive_lrn(x, 5, ALPHA[convention], 0.75, 2.0), activations, g)
+    torch.testing.assert_close(out, ref_out)
+    torch.testing.assert_close(grad, ref_grad)
+    assert out.is_contiguous(memory_format=FORMATS[fmt]) and grad.is_contiguous(memory_format=FORMATS[fmt])
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+@pytest.mark.parametrize("convention", ALPHA)
+def test_gradcheck(convention, fmt):
+    torch.manual_seed(1)
+    # alpha and inputs large enough that the normalisation term dominates the Jacobian.
+    a = (torch.rand(2, 7, 3, 3, dtype=torch.float64) * 10).contiguous(memory_format=FORMATS[fmt]).requires_grad_(True)
+    assert torch.autograd.gradcheck(LocalResponseNorm(5, alpha=1.0, beta=0.75, k=1.0, convention=convention), (a,))
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+@pytest.mark.parametrize("n, channels", [(3, 12), (7, 12), (5, 3), (7, 1), (5, 70)])
+def test_window_sizes_fewer_channels_than_n_and_several_blocks(fmt, n, channels):
+    """C < n clips the window on both sides; C=70 spans three 32-channel blocks of the band product."""
+    torch.manual_seed(2)
+    a = (torch.rand(2, channels, 4, 4, dtype=torch.float64) * 60).contiguous(memory_format=FORMATS[fmt])
+    g = torch.randn_like(a)
+    out, grad = outputs_and_grads(LocalResponseNorm(n, alpha=2e-4, beta=0.5, k=1.0, convention="printed"), a, g)
+    ref_out, ref_grad = outputs_and_grads(lambda x: naive_lrn(x, n, 2e-4, 0.5, 1.0), a, g)
+    torch.testing.assert_close(out, ref_out)
+    torch.testing.assert_close(grad, ref_grad)
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_batch_split_into_chunks(activations, fmt, monkeypatch):
+    """Large batches run chunk by chunk (a chunk smaller than one image here): same results."""
+    from alexnet.models import lrn
+
+    a = activations.contiguous(memory_format=FORMATS[fmt])
+    g = torch.randn_like(a)
+    whole = outputs_and_grads(LocalResponseNorm(), a, g)
+    monkeypatch.setattr(lrn, "CHUNK", 40)
+    chunked = outputs_and_grads(LocalResponseNorm(), a, g)
+    torch.testing.assert_close(chunked, whole)
+
+
+def test_second_backward_with_retained_graph_gives_the_same_gradient(activations):
+    """Without retain_graph the gradient reuses a saved buffer; with it, that buffer must survive."""
+    a = activations.clone().requires_grad_(True)
+    out = LocalResponseNorm()(a)
+    g = torch.randn_like(out)
+    (first,) = torch.autograd.grad(out, a, g, retain_graph=True)
+    (second,) = torch.autograd.grad(out, a, g)
+    torch.testing.assert_close(first, second)
+
+
+@pytest.mark.parametrize("shape", [(2, 12), (2, 12, 25), (2, 12, 5, 5)])
+def test_no_grad_and_other_ranks(activations, shape):
+    """Dim 1 is the channel axis at any rank, as in torch.nn.LocalResponseNorm."""
+    lrn = LocalResponseNorm(convention="printed")
+    a = activations[..., :1, :1].reshape(2, 12) if len(shape) == 2 else activations.reshape(shape)
+    with torch.no_grad():
+        torch.testing.assert_close(lrn(a), naive_lrn(a, 5, 1e-4, 0.75, 2.0))
+    g = torch.randn_like(a)
+    torch.testing.assert_close(outputs_and_grads(lrn, a, g), outputs_and_grads(lambda x: naive_lrn(x, 5, 1e-4, 0.75, 2.0), a, g))
+
+
+def test_float32_matches_torch_at_conv1_scale():
+    """Realistic size and dtype: the conv1 output shape at a small batch, against torch's own LRN."""
+    torch.manual_seed(3)
+    a = (torch.rand(2, 96, 27, 27) * 30).requires_grad_(True)
+    g = torch.randn(2, 96, 27, 27)
+    out, grad = outputs_and_grads(LocalResponseNorm(), a, g)
+    ref_out, ref_grad = outputs_and_grads(torch.nn.LocalResponseNorm(5, alpha=1e-4, beta=0.75, k=2.0), a, g)
+    torch.testing.assert_close(out, ref_out)
+    torch.testing.assert_close(grad, ref_grad)
+
+
+def compiled_equals_eager(backend: str):
+    torch.manual_seed(4)
+    net = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3), torch.nn.ReLU(), LocalResponseNorm(), torch.nn.MaxPool2d(2)).double()
+    x = torch.randn(2, 3, 10, 10, dtype=torch.float64)
+    out = torch.compile(net, backend=backend, fullgraph=True)(x)  # fullgraph: LRN must not break the graph
+    out.square().sum().backward()
+    compiled = [p.grad for p in net.parameters()]
+    net.zero_grad(set_to_none=True)
+    ref = net(x)
+    ref.square().sum().backward()
+    torch.testing.assert_close(out, ref)
+    torch.testing.assert_close(compiled, [p.grad for p in net.parameters()])
+
+
+def test_traces_under_torch_compile_in_one_graph():
+    """Dynamo and AOTAutograd trace the forward and the hand-written backward, no C++ compiler needed."""
+    torch._dynamo.reset()
+    compiled_equals_eager("aot_eager")
+
+
+@pytest.mark.slow
+def test_inductor_compiled_forward_and_backward_equal_eager():
+    """With inductor (C++ code generation, tens of seconds on a small CPU)."""
+    torch._dynamo.reset()
+    compiled_equals_eager("inductor")

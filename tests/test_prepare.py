@@ -14,7 +14,7 @@ import torch
 import webdataset as wds
 
 from alexnet.data import ImageFolderDataModule
-from alexnet.data.images import ImageRecords
+from alexnet.data.datasets import ImageRecords
 from alexnet.data.prepare import source_kind
 from alexnet.data.store import StoreSource
 from conftest import ROOT
@@ -140,3 +140,76 @@ def test_training_reads_the_store_when_it_exists_else_the_raw_layout(prepared, t
     assert raw.source.kind == "archives" and len(raw.datasets["val"]) == 100
     with pytest.raises(ValueError, match="data.resize is 128 but the store .* holds 256px images"):
         ImageFolderDataModule(**{**common, "resize": 128, "crop_size": 112}, store=str(prepared["out"])).setup("fit")
+
+
+@pytest.fixture(scope="module")
+def small_store(tmp_path_factory):
+    """The synthetic set (10 classes) and its store, prepared in this process."""
+    from alexnet.data import synthetic
+    from alexnet.data.prepare import prepare
+
+    root = tmp_path_factory.mktemp("raw") / "data"
+    synthetic.generate(root, train_per_class=3, val_per_class=2, image_size=72, seed=0)
+    prepare(root, root.parent / "data_store", workers=1, resize=64)
+    return root, root.parent / "data_store"
+
+
+def store_module(root: Path, store: Path | None) -> ImageFolderDataModule:
+    return ImageFolderDataModule(root=str(root), store=str(store) if store else None, resize=64, crop_size=56, num_workers=0,
+                                 mean="none", pca_lighting=False)
+
+
+def test_a_store_and_its_source_give_the_same_classes_and_fingerprint(small_store):
+    root, store = small_store
+    from_store, raw = store_module(root, store), store_module(root, None)
+    from_store.setup("fit")
+    assert from_store.source.kind == "store" and raw.open().kind == "folder"
+    assert from_store.classes == raw.classes and len(from_store.classes) == 10
+    assert from_store.train_fingerprint() == raw.train_fingerprint()
+
+
+def copy_of(root: Path, to: Path) -> Path:
+    import shutil
+
+    shutil.copytree(root, to)
+    for cache in to.glob(".stats_*"):
+        cache.unlink()
+    return to
+
+
+def test_a_store_prepared_from_other_classes_is_refused_naming_them(small_store, tmp_path):
+    root, store = small_store
+    other = copy_of(root, tmp_path / "other")
+    for split in ("train", "val"):
+        (other / split / "s90000003").rename(other / split / "n01440764")
+    with pytest.raises(ValueError, match=(f"data.root: the store {store} was prepared from other classes than {other} holds: "
+                                          r"1 classes of data.root missing from the store \(n01440764\), "
+                                          r"1 in the store that data.root lacks \(s90000003\); "
+                                          f"delete it and rerun python -m alexnet.data.prepare {other} {store}")):
+        store_module(other, store).setup("fit")
+
+
+def test_a_store_prepared_from_other_images_is_refused_naming_the_split(small_store, tmp_path):
+    from PIL import Image
+
+    root, store = small_store
+    other = copy_of(root, tmp_path / "other")
+    photo = sorted((other / "train").glob("*/*.JPEG"))[0]
+    Image.new("RGB", (90, 90), (10, 200, 30)).save(photo)  # same name, other pixels and size
+    with pytest.raises(ValueError, match=f"data.root: the store {store} was prepared from other 'train' images than {other} holds now"):
+        store_module(other, store).setup("fit")
+
+
+def test_a_store_older_than_its_source_record_is_compared_by_classes(small_store, tmp_path, caplog):
+    import shutil
+
+    root, store = small_store
+    old = tmp_path / "old_store"
+    shutil.copytree(store, old)
+    index = json.loads((old / "index.json").read_text())
+    for split in index["splits"].values():
+        del split["source"]
+    (old / "index.json").write_text(json.dumps(index))
+    with caplog.at_level("WARNING"):
+        store_module(root, old).setup("fit")
+    assert f"store {old} predates source fingerprints: only its classes were compared" in caplog.text

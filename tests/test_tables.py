@@ -112,3 +112,45 @@ def test_tables_command(outputs, tmp_path):
     assert proc.returncode == 0, proc.stderr
     assert "no WANDB_API_KEY" in proc.stderr
     assert "## Table 2" in proc.stdout and (outputs / "tables" / "tables.md").exists()
+
+
+def imagenette_run(folder: Path, experiment: str, seed: int, top1: float, top5: float, root: Path) -> None:
+    """A finished run as train.py leaves it with data=imagenette: Hydra's data choice, the root in its config, its overrides."""
+    overrides = [f"experiment={experiment}", f"seed={seed}", "data=imagenette", "data.resize=76", "trainer.max_epochs=12",
+                 "logger=none", "figures=false"]
+    write_run(folder, {**finished(experiment, top1, top5, seed), "overrides": overrides}, experiment)
+    (folder / ".hydra" / "config.yaml").write_text(f"seed: {seed}\ndata:\n  root: {root}\n")
+    choices = f"experiment: {experiment}\n      data: imagenette"
+    (folder / ".hydra" / "hydra.yaml").write_text(f"hydra:\n  runtime:\n    choices:\n      {choices}\n")
+
+
+def test_a_three_seed_sweep_on_another_dataset_fills_its_own_table(outputs, tmp_path):
+    sweep, root = outputs / "multiruns" / "imagenette", tmp_path / "imagenette-mini"
+    jobs = [("alexnet_paper", 1, 0.60), ("alexnet_paper", 2, 0.62), ("alexnet_paper", 3, 0.64),
+            ("ablation_no_dropout", 1, 0.70), ("ablation_no_dropout", 2, 0.71), ("ablation_no_dropout", 3, 0.72)]
+    for job, (experiment, seed, top1) in enumerate(jobs):
+        imagenette_run(sweep / str(job), experiment, seed, top1, top1 / 3, root)
+    # The same preset with another setting (more epochs) is another table, never averaged in.
+    imagenette_run(sweep / "9", "alexnet_paper", 1, 0.10, 0.05, root)
+    longer = sweep / "9" / "summary.json"
+    longer.write_text(longer.read_text().replace("max_epochs=12", "max_epochs=90"))
+    runs, evals, fig1 = tables.collect([outputs])
+    text = tables.render(runs, evals, tmp_path / "tables", fig1)
+    rows = rows_of(text)
+    assert rows["1 CNN"][2] == "41.0" and rows["1 CNN"][-1] == "2"  # the paper's table keeps its ILSVRC runs only
+    measured = text.split(f"## Measured on imagenette ({root}): ten-crop test error (%), 6 finished runs")[1].split("## ")[0]
+    assert "`data.resize=76 trainer.max_epochs=12`" in measured  # the setting, without seed, preset, logger, figures
+    table = rows_of(measured)
+    assert table["alexnet_paper"][1:] == ["3", "1, 2, 3", "62.0 ± 2.0", "20.7 ± 0.7", "", "", ""]
+    # 71 - 62 = 9 points; standard error sqrt(1/3 + 4/3) = 1.3.
+    assert table["ablation_no_dropout"][1:] == ["3", "1, 2, 3", "71.0 ± 1.0", "23.7 ± 0.3", "+9.0 ± 1.3", "+3.0 ± 0.4", "- / -"]
+    assert "1 finished run\n" in text and "`data.resize=76 trainer.max_epochs=90`" in text
+    assert len(list((tmp_path / "tables").glob("measured_imagenette_*.csv"))) == 2
+
+
+def test_reference_rows_name_their_protocol_and_source(outputs, tmp_path):
+    runs, evals, fig1 = tables.collect([outputs])
+    rows = rows_of(tables.render(runs, evals, tmp_path / "tables", fig1))
+    assert rows["Caffe bvlc_alexnet"][1:3] == ["42.9", "19.8"] and "centre 227 crop" in rows["Caffe bvlc_alexnet"][3]
+    assert rows["torchvision alexnet"][1:3] == ["43.48", "20.93"] and "acc@1 56.522" in rows["torchvision alexnet"][4]
+    assert rows["paper: 1 CNN"][1:3] == ["40.7", "18.2"] and "ten 224 crops" in rows["paper: 1 CNN"][3]

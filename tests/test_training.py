@@ -67,7 +67,7 @@ def test_checkpoints_are_written_and_reload_with_their_architecture(tmp_path):
     module = LitAlexNet.load_from_checkpoint(run / "checkpoints" / "last.ckpt", map_location="cpu")
     assert module.net.columns == 1 and module.net.crop_size == 67
     metrics = (run / "csv" / "metrics.csv").read_text().splitlines()[0].split(",")
-    assert {"train/loss", "val/top1_err", "val/top5_err", "test/top1_err", "test/top5_err", "lr-SGD"} <= set(metrics)
+    assert {"train/loss", "val/top1_err", "val/top5_err", "test/top1_err", "test/top5_err", "lr-SGD/weights", "lr-SGD/biases"} <= set(metrics)
 
 
 def test_seed_makes_runs_repeatable(tmp_path):

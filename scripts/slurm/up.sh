@@ -7,15 +7,15 @@
 #   sbatch --wrap 'sleep 1; echo ok'
 #   scripts/slurm/down.sh STATE_DIR      # stops every daemon it started, removes STATE_DIR
 #
-# Installs Debian's slurm-wlm and munge with apt-get when they are missing (root only). Everything
+# Runs as root only. Installs Debian's slurm-wlm and munge with apt-get when they are missing. Everything
 # else lives in STATE_DIR: slurm.conf, a munge key and socket, the daemons' spool, logs and PID
 # files (STATE_DIR/pids/*.pid, read by down.sh), on ports chosen free at start, so it neither uses
 # nor disturbs a system SLURM or munge. The node is this host (hostname -s) with all its CPUs, one
 # job per CPU (select/cons_tres, CR_CPU_Memory), no accounting, no cgroups.
 #
 # Prints `export SLURM_CONF=...` on stdout (the same lines as STATE_DIR/env); everything else goes
-# to stderr. Exit status: 0 when the node is idle, 3 when SLURM is not installed and cannot be
-# (not root or no apt-get: the tests skip with this message), 1 on any other failure (the daemons
+# to stderr. Exit status: 0 when the node is idle, 3 when not root or SLURM is not installed and
+# cannot be (no apt-get, apt-get failed: the tests skip with this message), 1 on any other failure (the daemons
 # it started are stopped again and the logs' tails printed).
 set -euo pipefail
 
@@ -24,22 +24,34 @@ WAIT_S="${SLURM_UP_TIMEOUT_S:-30}"         # for the node to show idle
 HEADROOM_MB="${SLURM_MEM_HEADROOM_MB:-1024}"  # RealMemory = MemTotal minus this
 
 log() { echo "slurm-up: $*" >&2; }
-die() { log "$*"; exit "${2:-1}"; }
+die() { log "$1"; exit "${2:-1}"; }
 
 # ---- install ---------------------------------------------------------------------------------
+# slurmd runs the jobs as their users and munged and slurmctld as SlurmUser: root for all here.
+[ "$(id -u)" -eq 0 ] || die "scripts/slurm/up.sh must run as root (it starts slurmctld, slurmd and munged as root, and installs them if missing)" 3
 have_all() { command -v slurmctld && command -v slurmd && command -v sbatch && command -v munged; } >/dev/null 2>&1
 
 if ! have_all; then
-    [ "$(id -u)" -eq 0 ] || die "SLURM (slurmctld, slurmd, sbatch, munged) is not installed and this is not root: cannot apt-get install slurm-wlm munge" 3
     command -v apt-get >/dev/null 2>&1 || die "SLURM is not installed and there is no apt-get to install slurm-wlm munge" 3
     log "installing slurm-wlm and munge with apt-get (once per machine)"
     t0=$SECONDS
     export DEBIAN_FRONTEND=noninteractive
-    # Services are not started by the packages here (Debian's docker images have a policy-rc.d
-    # that refuses it, and there is no init system); this script starts its own daemons.
+    # The packages must not start the system's munge, slurmctld and slurmd services (this script
+    # starts its own daemons): where no policy-rc.d says so already (Debian's docker images have
+    # one), one that refuses is in place for the install only.
+    policy=""
+    if [ ! -e /usr/sbin/policy-rc.d ]; then
+        policy=/usr/sbin/policy-rc.d
+        printf '#!/bin/sh\n# scripts/slurm/up.sh: no service starts while it installs SLURM\nexit 101\n' >"$policy"
+        chmod 755 "$policy"
+    fi
     apt_log="$(mktemp /tmp/slurm-apt.XXXXXX.log)"
-    if ! apt-get update -qq >>"$apt_log" 2>&1 ||
-       ! apt-get install -y -qq --no-install-recommends -o Dpkg::Use-Pty=0 slurm-wlm munge >>"$apt_log" 2>&1; then
+    apt_ok=1
+    apt-get update -qq -o DPkg::Lock::Timeout=300 >>"$apt_log" 2>&1 &&
+        apt-get install -y -qq --no-install-recommends -o Dpkg::Use-Pty=0 -o DPkg::Lock::Timeout=300 \
+            slurm-wlm munge >>"$apt_log" 2>&1 || apt_ok=""
+    [ -n "$policy" ] && rm -f "$policy"
+    if [ -z "$apt_ok" ]; then
         tail -n 20 "$apt_log" >&2
         die "apt-get install slurm-wlm munge failed (whole output in $apt_log)" 3
     fi
@@ -140,7 +152,9 @@ DefMemPerCPU=$((MEM_MB / NCPU))
 # Requeue (scontrol requeue, submitit's requeue on USR2/time-out) allowed; finished jobs forgotten fast.
 JobRequeue=1
 MinJobAge=5
-KillWait=5
+# SIGTERM to SIGKILL on scancel/requeue/time-out: the run finishes its batch and writes last.ckpt
+# in between (Slurm's default, 30 s; a few seconds are not enough on a busy 2-core machine).
+KillWait=30
 SlurmdTimeout=10
 SlurmctldTimeout=10
 InactiveLimit=0

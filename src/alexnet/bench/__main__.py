@@ -1,9 +1,11 @@
 """python -m alexnet.bench: the whole speed table in one run, on one machine.
 
-    python -m alexnet.bench [--images DIR] [--device cpu|cuda] [--batch N] [--crop 227] [--steps N]
+    python -m alexnet.bench [--images DIR] [--skip-data] [--batch 128] [--crop 227] [--rounds 5] [--steps 3]
+                            [--warmup 2] [--device cpu|cuda] [--precision 32-true|bf16-mixed] [--fast|--no-fast]
 
 1. model train step: this project's LightningModule vs a bare PyTorch loop over the same
-   network, batch and threads (the Lightning overhead), vs torchvision's AlexNet in that loop;
+   network, batch and threads (the Lightning overhead), vs torchvision's AlexNet in that loop,
+   in alternating rounds (``alexnet.bench.model``, whose options these are);
 2. loader images/s per core: the prepared store vs the torchvision reference pipeline
    (``alexnet.bench.data``), on the same original JPEGs (``--images``);
 3. end to end (loader workers + device-side augmentation + step) from that store, and the
@@ -26,11 +28,12 @@ SHARED_SAMPLE = shared_data() / "imagenet-sample"
 
 
 def main(argv=None) -> None:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(prog="python -m alexnet.bench", description=__doc__, parents=[model.parser(add_help=False)],
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--images", type=Path, default=SHARED_SAMPLE, help="original JPEGs, DIR/<split>/<class>/ (default: %(default)s)")
     p.add_argument("--skip-data", action="store_true", help="model step only")
-    args, rest = p.parse_known_args(argv)
-    setup = model.parse(rest)
+    args = p.parse_args(argv)
+    setup = model.setup_from(args)
 
     rows = model.run(setup)
     if setup.device == "cuda":

@@ -23,11 +23,12 @@ from rich.console import Console
 from rich.table import Table
 from torch.utils.data import DataLoader
 
-from alexnet.data.images import ImageRecords, collate
+from alexnet.data.augment import IMAGENET_EIGVAL, IMAGENET_EIGVEC, BatchAugment
+from alexnet.data.batches import collate
+from alexnet.data.datasets import ImageRecords
 from alexnet.data.prepare import prepare
 from alexnet.data.stats import compute_stats
 from alexnet.data.store import StoreSource, is_store
-from alexnet.data.transforms import IMAGENET_EIGVAL, IMAGENET_EIGVEC, BatchAugment
 
 
 def image_folder(images: Path) -> tuple[Path, str]:

@@ -3,8 +3,9 @@ feeding the real LightningModule under a real Trainer, and the 90-epoch wall tim
 
 from alexnet.bench.model import Setup, timed_fit
 from alexnet.data import ImageFolderDataModule
-from alexnet.data.images import ImageRecords
+from alexnet.data.datasets import ImageRecords
 from alexnet.data.records import Records
+from alexnet.training.config import paper_optim
 from alexnet.training.module import LitAlexNet
 from alexnet.callbacks.fast_path import apply as apply_fast_path
 
@@ -26,7 +27,7 @@ def run(s: Setup, root: str, split: str = "train", num_workers: int = -1, decode
     )
     dm.setup("fit")
     dm.datasets["train"] = repeated(dm.datasets["train"], s.batch * (s.warmup + s.steps + 1))
-    module = LitAlexNet(dict(num_classes=dm.num_classes, crop_size=s.crop))
+    module = LitAlexNet(dict(num_classes=dm.num_classes, crop_size=s.crop), paper_optim())
     apply_fast_path(module, s.channels_last, s.compile)
     rate = timed_fit(s, module, dm)
     decoded = "decoded on the device" if decode_on == "device" else "decoded in the workers"

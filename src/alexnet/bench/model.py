@@ -1,24 +1,30 @@
 """Training-step throughput: this project's LightningModule against a bare PyTorch loop over the
 same network, batch and threads, and against torchvision's AlexNet in the same loop.
 
-    python -m alexnet.bench.model [--batch 128] [--crop 227] [--steps 5] [--device cpu|cuda]
+    python -m alexnet.bench.model [--batch 128] [--crop 227] [--rounds 5] [--steps 3] [--warmup 2]
+                                  [--device cpu|cuda] [--precision 32-true|bf16-mixed] [--fast|--no-fast]
+    python -m alexnet.bench.model --profile [...]   # where the step's time goes, layer by layer
 
+The three alternate round by round (``alexnet.bench.rounds``): ``--rounds`` rounds of ``--steps``
+steps each, after ``--warmup`` steps; rows give the median round with the slowest and fastest.
 Each measurement feeds uint8 256x256 batches that already sit in host memory, so the loader is
 out of the picture (``alexnet.bench.data`` measures it): host-to-device copy, device-side
-augmentation, forward, backward and the SGD step are in.
+augmentation, forward, backward and the SGD step are in. ``--profile`` times ``--steps`` steps
+of the bare loop under the torch profiler instead (``alexnet.bench.layers``).
 """
 
 import argparse
+import statistics
 import time
 from dataclasses import dataclass
 
 import lightning as L
 import torch
-from torch.nn import functional as F
 from torch.utils.data import DataLoader, Dataset
 
-from alexnet.data.transforms import IMAGENET_EIGVAL, IMAGENET_EIGVEC, BatchAugment
+from alexnet.data.augment import IMAGENET_EIGVAL, IMAGENET_EIGVEC, BatchAugment
 from alexnet.models import AlexNet
+from alexnet.training.config import paper_optim
 from alexnet.training.module import LitAlexNet
 from alexnet.callbacks.fast_path import apply as apply_fast_path
 
@@ -27,12 +33,13 @@ from alexnet.callbacks.fast_path import apply as apply_fast_path
 class Setup:
     batch: int = 128
     crop: int = 227
-    steps: int = 5
+    steps: int = 3  # per round
     warmup: int = 2
     device: str = "cpu"
     precision: str = "32-true"  # or bf16-mixed
     channels_last: bool = False
     compile: bool = False
+    rounds: int = 5
 
     @property
     def resize(self) -> int:
@@ -59,36 +66,6 @@ def host_batches(s: Setup, n: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
 def sync(device: str) -> None:
     if device == "cuda":
         torch.cuda.synchronize()
-
-
-def bare_loop(net: torch.nn.Module, s: Setup) -> float:
-    """Images per second of the plain PyTorch loop."""
-    net = net.to(s.device)
-    if s.channels_last:
-        net = net.to(memory_format=torch.channels_last)
-    if s.compile:
-        net.compile()
-    augment = make_augment(s)
-    opt = torch.optim.SGD(net.parameters(), lr=0.01, momentum=0.9, weight_decay=5e-4)
-    batches = host_batches(s, 2)
-    bf16 = s.precision.startswith("bf16")
-    start = 0.0
-    for step in range(s.warmup + s.steps):
-        if step == s.warmup:
-            sync(s.device)
-            start = time.perf_counter()
-        x, y = batches[step % 2]
-        x, y = x.to(s.device, non_blocking=True), y.to(s.device, non_blocking=True)
-        x = augment.train_batch(x)
-        if s.channels_last:
-            x = x.contiguous(memory_format=torch.channels_last)
-        with torch.autocast(s.device, dtype=torch.bfloat16, enabled=bf16):
-            loss = F.cross_entropy(net(x), y)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-    sync(s.device)
-    return s.batch * s.steps / (time.perf_counter() - start)
 
 
 class HostBatches(Dataset):
@@ -136,11 +113,11 @@ class StepTimer(L.Callback):
             self.end = time.perf_counter()
 
 
-def lightning_loop(s: Setup) -> float:
-    """Images per second of LitAlexNet under a real Trainer (metrics and logging on, as in training)."""
-    module = LitAlexNet(dict(num_classes=1000, crop_size=s.crop))
+def lit_module(s: Setup) -> LitAlexNet:
+    """LitAlexNet as training runs it (metrics and logging on)."""
+    module = LitAlexNet(dict(num_classes=1000, crop_size=s.crop), paper_optim())
     apply_fast_path(module, s.channels_last, s.compile)
-    return timed_fit(s, module, BatchesOnDevice(s))
+    return module
 
 
 def timed_fit(s: Setup, module: L.LightningModule, datamodule: L.LightningDataModule) -> float:
@@ -202,40 +179,81 @@ def matmul_peak_tflops(device: str) -> float:
 
 
 def run(s: Setup) -> list[dict]:
-    """Rows of (name, images/s, note)."""
+    """Rows of (name, images/s median over rounds, (min, max), note)."""
     import torchvision
 
-    rows = []
+    from alexnet.bench.rounds import BareLoop, alternate, median_ratio
+
     torch.manual_seed(0)
-    lit = lightning_loop(s)
-    bare = bare_loop(AlexNet(num_classes=1000, crop_size=s.crop), s)
-    tv = bare_loop(torchvision.models.alexnet(num_classes=1000), s)  # its adaptive pool takes any crop
+    module = lit_module(s)
+    torch.manual_seed(0)
+    loops = {
+        "bare": BareLoop(AlexNet(num_classes=1000, crop_size=s.crop), s),
+        "torchvision": BareLoop(torchvision.models.alexnet(num_classes=1000), s),  # its adaptive pool takes any crop
+    }
+    seconds = alternate(s, module, loops)
     # Forward + backward ~ 3x the forward multiply-accumulates, 2 FLOPs each.
     flops = 6 * forward_gmacs(AlexNet(crop_size=s.crop), s.crop) * 1e9
-    rows.append({"name": "LightningModule train step", "images_per_s": lit, "tflops": lit * flops / 1e12})
-    rows.append({"name": "bare PyTorch loop, same net", "images_per_s": bare, "tflops": bare * flops / 1e12})
-    rows.append({"name": "torchvision alexnet, bare loop", "images_per_s": tv})
-    rows.append({"name": "Lightning overhead", "value": f"{100 * (1 - lit / bare):+.1f}%"})
+    rows = []
+    for key, name in [("lightning", "LightningModule train step"), ("bare", "bare PyTorch loop, same net"),
+                      ("torchvision", "torchvision alexnet, bare loop")]:
+        rates = sorted(s.batch / t for t in seconds[key])
+        row = {"name": name, "images_per_s": statistics.median(rates), "range": (rates[0], rates[-1])}
+        if key != "torchvision":
+            row["tflops"] = row["images_per_s"] * flops / 1e12
+        rows.append(row)
+    mid, lo, hi = median_ratio(seconds["lightning"], seconds["bare"])
+    rows.append({"name": "Lightning overhead", "overhead": mid - 1,
+                 "value": f"{100 * (mid - 1):+.1f}% (rounds {100 * (lo - 1):+.1f}% to {100 * (hi - 1):+.1f}%)"})
+    mid, lo, hi = median_ratio(seconds["torchvision"], seconds["bare"])
+    rows.append({"name": "this net's step speed / torchvision's", "speed_ratio": mid,
+                 "value": f"{mid:.2f}x (rounds {lo:.2f}x to {hi:.2f}x)"})
     return rows
 
 
-def parse(argv=None) -> Setup:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--batch", type=int, default=Setup.batch)
-    p.add_argument("--crop", type=int, default=Setup.crop)
-    p.add_argument("--steps", type=int, default=Setup.steps)
-    p.add_argument("--warmup", type=int, default=Setup.warmup)
-    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    p.add_argument("--precision", default=None, help="default: bf16-mixed on cuda, 32-true on cpu")
+def parser(add_help: bool = True) -> argparse.ArgumentParser:
+    """The model-step options; ``python -m alexnet.bench`` takes them too (as a parent parser)."""
+    p = argparse.ArgumentParser(prog="python -m alexnet.bench.model", description=__doc__, add_help=add_help,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--batch", type=int, default=Setup.batch, help="images per step (default: %(default)s)")
+    p.add_argument("--crop", type=int, default=Setup.crop, help="training crop side (default: %(default)s)")
+    p.add_argument("--rounds", type=int, default=Setup.rounds, help="alternating rounds (default: %(default)s)")
+    p.add_argument("--steps", type=int, default=Setup.steps, help="timed steps per round, or profiled steps (default: %(default)s)")
+    p.add_argument("--warmup", type=int, default=Setup.warmup, help="untimed steps first, at least 1 (default: %(default)s)")
+    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu", help="cpu or cuda (default: %(default)s)")
+    p.add_argument("--precision", default=None, help="32-true or bf16-mixed (default: bf16-mixed on cuda, 32-true on cpu)")
     p.add_argument("--fast", action=argparse.BooleanOptionalAction, default=None, help="channels-last + torch.compile (default on cuda)")
-    a = p.parse_args(argv)
+    if add_help:  # the whole-table command has no per-layer mode
+        p.add_argument("--profile", action="store_true", help="per-layer share of the step (torch profiler) instead of the rows")
+    return p
+
+
+def setup_from(a: argparse.Namespace) -> Setup:
+    if a.warmup < 1 or a.steps < 1 or a.rounds < 1:
+        raise SystemExit("--warmup, --steps and --rounds must be at least 1")
     cuda = a.device == "cuda"
     fast = cuda if a.fast is None else a.fast
-    return Setup(a.batch, a.crop, a.steps, a.warmup, a.device, a.precision or ("bf16-mixed" if cuda else "32-true"), fast, fast)
+    return Setup(batch=a.batch, crop=a.crop, steps=a.steps, warmup=a.warmup, device=a.device,
+                 precision=a.precision or ("bf16-mixed" if cuda else "32-true"), channels_last=fast, compile=fast, rounds=a.rounds)
+
+
+def parse(argv=None) -> Setup:
+    return setup_from(parser().parse_args(argv))
+
+
+def main(argv=None) -> None:
+    from alexnet.bench.report import print_layers, print_rows
+
+    args = parser().parse_args(argv)
+    setup = setup_from(args)
+    where = f"batch {setup.batch}, crop {setup.crop}, {setup.device} ({torch.get_num_threads()} threads), {setup.precision}"
+    if args.profile:
+        from alexnet.bench.layers import profile
+
+        print_layers(f"where a training step's time goes, {where}, mean of {setup.steps} steps", profile(setup))
+        return
+    print_rows(f"model step, {where}, median of {setup.rounds} alternating rounds of {setup.steps} steps", run(setup))
 
 
 if __name__ == "__main__":
-    from alexnet.bench.report import print_rows
-
-    setup = parse()
-    print_rows(f"model step, batch {setup.batch}, crop {setup.crop}, {setup.device}, {setup.precision}", run(setup))
+    main()

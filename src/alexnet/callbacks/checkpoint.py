@@ -8,12 +8,14 @@ import random
 import lightning as L
 import numpy as np
 import torch
-from lightning.pytorch.callbacks import Callback, ModelCheckpoint
+from lightning.pytorch.callbacks import Callback
 
+from alexnet.callbacks.checkpoint_files import IDENTITY, check_classes, class_identity
 from alexnet.callbacks.stopping import check_weights_finite
+from alexnet.lightning_private import CheckpointHooks, epoch_batches_done, train_data_fetcher
 
 
-class Checkpoint(ModelCheckpoint):
+class Checkpoint(CheckpointHooks):
     """ModelCheckpoint whose last.ckpt is the run's latest state after every epoch.
 
     Lightning (2.2 on) rewrites last.ckpt only when it writes a top-k checkpoint, i.e. when the
@@ -22,22 +24,16 @@ class Checkpoint(ModelCheckpoint):
 
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         super().on_train_epoch_end(trainer, pl_module)
-        if self._should_save_on_train_epoch_end(trainer):
-            self._save_last_always(trainer)
+        if self.saves_on_train_epoch_end(trainer):
+            self.save_last_now(trainer)
 
     def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         super().on_validation_end(trainer, pl_module)
-        if not self._should_save_on_train_epoch_end(trainer):
-            self._save_last_always(trainer)
+        if not self.saves_on_train_epoch_end(trainer):
+            self.save_last_now(trainer)
 
-    def _save_checkpoint(self, trainer: L.Trainer, filepath: str) -> None:
+    def before_save(self, trainer: L.Trainer, filepath: str) -> None:
         check_weights_finite(trainer, filepath)  # a diverged net never replaces the last good checkpoint
-        super()._save_checkpoint(trainer, filepath)
-
-    def _save_last_always(self, trainer: L.Trainer) -> None:
-        # Skipped when this step was just saved, while sanity checking, under fast_dev_run.
-        if self.save_last and not self._should_skip_saving_checkpoint(trainer):
-            self._save_last_checkpoint(trainer, self._monitor_candidates(trainer))
 
 
 class ExactResume(Callback):
@@ -97,7 +93,7 @@ class ExactResume(Callback):
         # DistributedSampler is iterated before its epoch is set. Re-seat the RNG and remake the
         # iterator here, where the uninterrupted run makes it.
         rng, self.rng = self.rng, None
-        fetcher = getattr(trainer.fit_loop, "_data_fetcher", None)
+        fetcher = train_data_fetcher(trainer)
         if rng is not None and fetcher is not None:
             set_rng_states(rng)
             iter(fetcher)
@@ -116,7 +112,7 @@ class ExactResume(Callback):
         # Resumed mid-epoch (SIGTERM): Lightning skips this epoch's step too while its fit loop is
         # still "restarting"; the metric is at hand now, so take the step Lightning would have.
         loop = trainer.fit_loop
-        if loop.restarting and loop.epoch_loop._num_ready_batches_reached():
+        if loop.restarting and epoch_batches_done(trainer):
             loop.epoch_loop.update_lr_schedulers("epoch", update_plateau_schedulers=True)
 
 
@@ -133,3 +129,34 @@ def set_rng_states(rng: dict) -> None:
 def _as_tuples(value):
     # random.setstate needs tuples; a checkpoint may hand back lists.
     return tuple(_as_tuples(v) for v in value) if isinstance(value, (list, tuple)) else value
+
+
+class ClassIdentity(Callback):
+    """Every checkpoint carries what its outputs mean: the training split's classes in label order,
+    their names and a fingerprint of the training files (``checkpoint_files.class_identity``).
+
+    The checkpoints this run starts from are checked once the data is set up, before any step: a
+    resume (``ckpt_path``) onto other classes stops, naming the differences; a fine-tuning
+    (``init_from``) onto other classes is the design (fc8 is new), so it is warned about and
+    recorded in ``report`` (summary.json's ``init_from``).
+    """
+
+    def __init__(self) -> None:
+        self.identity: dict | None = None
+        self.checks: list[tuple[str, str, dict, bool, dict | None]] = []
+
+    def expect(self, key: str, path: str, checkpoint: dict, strict: bool, report: dict | None = None) -> None:
+        self.checks.append((key, path, {IDENTITY: checkpoint.get(IDENTITY)}, strict, report))
+
+    def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
+        if self.identity is None and trainer.datamodule is not None:
+            self.identity = class_identity(trainer.datamodule)
+        checks, self.checks = self.checks, []
+        for key, path, checkpoint, strict, report in checks:
+            found = check_classes(key, path, checkpoint, self.identity, strict)
+            if report is not None and found:
+                report.update(found)
+
+    def on_save_checkpoint(self, trainer: L.Trainer, pl_module: L.LightningModule, checkpoint: dict) -> None:
+        if self.identity is not None:
+            checkpoint[IDENTITY] = dict(self.identity)

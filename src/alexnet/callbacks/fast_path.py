@@ -23,8 +23,7 @@ class FastPath(L.Callback):
 def apply(pl_module: L.LightningModule, channels_last: bool, compile: bool) -> None:
     if channels_last:
         # cuDNN's bf16 tensor-core kernels want NHWC; the module converts each input batch too.
-        pl_module.net.to(memory_format=torch.channels_last)
-        pl_module.channels_last = True
+        pl_module.use_channels_last()
     if compile:
         # Compilation errors (no C++ compiler, no Triton, an unsupported op) fall back to eager
         # with a warning instead of ending the run.

@@ -6,11 +6,15 @@
 - neighbours.png (figure 4, right): for query images, the training images whose fc7 vectors
   are nearest in Euclidean distance ("the feature activations induced at the last, 4096-dimensional
   hidden layer"). Training features are streamed; only the k best per query are kept.
+
+``Figures`` (conf/callbacks/default.yaml) draws them at the end of a run and hands them to every
+logger while the loggers are still open.
 """
 
 import logging
 from pathlib import Path
 
+import lightning as L
 import numpy as np
 import torch
 from PIL import Image
@@ -160,3 +164,34 @@ def save_all_safely(module, datamodule, out: Path, loggers=(), max_train: int = 
     except Exception as err:
         log.warning(f"figures not made ({type(err).__name__}: {err})")
         return []
+
+
+class Figures(L.Callback):
+    """Figures 3 and 4 from the weights the run reports: after the test (the tested checkpoint) or,
+    with ``after_test=false``, after fitting. Both hooks run before Lightning's teardown finalises
+    the loggers: TensorBoard's finalize closes its event file, and images logged after it went into
+    a new event file that was never closed, which TensorBoard's reader did not see."""
+
+    def __init__(self, dirpath: str, enabled: bool = True, after_test: bool = True, max_train: int = 20000):
+        self.dirpath, self.enabled, self.after_test, self.max_train = Path(dirpath), enabled, after_test, max_train
+        self.paths: list[Path] | None = None  # None: not drawn (disabled, a fast_dev_run, another rank)
+
+    def on_fit_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if not self.after_test:
+            self.draw(trainer, pl_module)
+
+    def on_test_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if self.after_test:
+            self.draw(trainer, pl_module)
+
+    def draw(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if self.enabled and trainer.is_global_zero and not trainer.fast_dev_run:
+            self.paths = save_all_safely(pl_module, trainer.datamodule, self.dirpath, trainer.loggers, self.max_train)
+
+
+def drawn(trainer: L.Trainer) -> list[str] | None:
+    """The PNGs the run's Figures callback wrote (for summary.json), or None when it drew none."""
+    for callback in trainer.callbacks:
+        if isinstance(callback, Figures) and callback.paths is not None:
+            return [str(p) for p in callback.paths]
+    return None

@@ -1,8 +1,8 @@
 """The rich progress bar, showing the training loss read every few steps instead of every step.
 
 A metric logged with ``prog_bar=True`` on every step is turned into a Python float by Lightning
-after every batch; on a GPU that ``.item()`` makes the host wait for the device (issue 6: no host
-syncs in the step). So the module logs ``train/loss`` without ``prog_bar``, and this bar reads it
+after every batch; on a GPU that ``.item()`` makes the host wait for the device (a host sync
+in every step). So the module logs ``train/loss`` without ``prog_bar``, and this bar reads it
 from the callback metrics (where it stays a tensor) every ``metrics_every_n_steps`` steps.
 """
 

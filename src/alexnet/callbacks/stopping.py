@@ -20,12 +20,16 @@ log = logging.getLogger(__name__)
 
 class RunStopped(Exception):
     """The run stopped early on purpose; the message says why and where its checkpoint is.
-    ``then``: what to do after reporting it (submitit's requeue)."""
+    ``then``: what to do after reporting it (submitit's requeue); ``global_zero``: whether this
+    process is the run's rank zero (the one that reports it)."""
 
     def __init__(self, message: str, status: str, exit_code: int, checkpoint: str | None):
         super().__init__(message)
-        self.status, self.exit_code, self.checkpoint = status, exit_code, checkpoint
+        self.status = status
+        self.exit_code = exit_code
+        self.checkpoint = checkpoint
         self.then = None
+        self.global_zero = True
 
 
 class GracefulStop(Callback):
@@ -145,8 +149,8 @@ def check_weights_finite(trainer: L.Trainer, path: str) -> None:
 class FiniteLoss(Callback):
     """Stops the run when the training loss is NaN or inf; the checkpoints on disk stay the last good ones.
 
-    Reading the loss every step would make the host wait for the device every step (issue 6: no
-    host syncs in the step), so a device-side flag collects every step's verdict and is read every
+    Reading the loss every step would make the host wait for the device every step (a GPU
+    host sync), so a device-side flag collects every step's verdict and is read every
     ``every_n_steps`` steps and before validation. The weights in memory may have taken the bad
     steps by then; they are never saved (the checkpoint callback refuses NaN weights). Under DDP all
     ranks decide together at the same step (a NaN on one rank would otherwise leave the others
@@ -196,3 +200,36 @@ class FiniteLoss(Callback):
             3,
             good,
         )
+
+
+class EnoughTrainingData(Callback):
+    """Stops before any work when the training split cannot fill one batch.
+
+    Every training batch is a full one (section 5: batches of 128; the loader drops an epoch's
+    last partial batch, so every step sees the same batch size and the same recipe), so a
+    training split smaller than ``data.batch_size`` would train zero steps. Lightning then only
+    says "No training batches" and returns as if it had finished.
+    """
+
+    def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
+        datamodule = trainer.datamodule
+        if stage != "fit" or datamodule is None:
+            return
+        loader = datamodule.train_dataloader()
+        if loader.batch_size is None:  # a custom batch sampler: its length is the number of batches
+            steps, images, batch = len(loader), len(loader.dataset), None
+        else:
+            images, batch = len(loader.dataset), loader.batch_size
+            per_rank = -(-images // trainer.world_size)  # DistributedSampler pads every rank to this many
+            steps = per_rank // batch if loader.drop_last else -(-per_rank // batch)
+        if steps:
+            return
+        from alexnet.errors import ConfigError
+
+        split = getattr(datamodule, "splits", {}).get("train", "train")
+        where = f"the '{split}' split of {datamodule.root}" if hasattr(datamodule, "root") else "the training split"
+        global_batch = getattr(datamodule, "batch_size", None) or batch
+        raise ConfigError(
+            f"data.batch_size: {global_batch} is more than the {images} training images in {where}: every training "
+            "batch is a full one (the paper's batches of 128; an epoch's last partial batch is dropped), so not one "
+            "step would be trained. Lower data.batch_size or add training images")

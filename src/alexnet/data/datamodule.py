@@ -1,6 +1,10 @@
 """LightningDataModules: a prepared store, the official ILSVRC archives, or any
 ``train/<class>/``, ``val/<class>/`` folder (ImageNet, Imagenette, the built-in synthetic set),
-with the paper's preprocessing and augmentation."""
+with the paper's preprocessing and augmentation.
+
+What identifies the training data, for checkpoints and caches: ``classes`` (the ordered class
+names; class index = position) and ``train_fingerprint()`` (its files' names and sizes).
+``data.num_classes`` may be left out (null): ``resolve_num_classes()`` counts the classes."""
 
 import logging
 import os
@@ -11,12 +15,16 @@ import lightning as L
 import torch
 from torch.utils.data import DataLoader
 
-from alexnet.data import synthetic
-from alexnet.data.images import EncodedRecords, ImageRecords, SkipUnreadable, UnreadableCounter, collate
+from alexnet.data import fingerprint, synthetic
+from alexnet.data.augment import IMAGENET_EIGVAL, IMAGENET_EIGVEC, BatchAugment, MeanMode
+from alexnet.data.batches import collate
+from alexnet.data.datasets import EncodedRecords, ImageRecords, SkipUnreadable
+from alexnet.data.decode import decode, decode_batch
 from alexnet.data.sources import open_source
 from alexnet.data.stats import load_or_compute
-from alexnet.data.store import is_store
-from alexnet.data.transforms import IMAGENET_EIGVAL, IMAGENET_EIGVEC, BatchAugment, MeanMode, decode_batch
+from alexnet.data.store import StoreSource, check_prepared_from, is_store
+from alexnet.data.unreadable import UnreadableCounter
+from alexnet.data.workers import worker_init
 
 log = logging.getLogger(__name__)
 
@@ -75,6 +83,7 @@ class ImageFolderDataModule(L.LightningDataModule):
         self.datasets: dict[str, ImageRecords] = {}
         self.source = None
         self.augment: BatchAugment | None = None
+        self._classes: list[str] | None = None
 
     def check_root(self) -> None:
         if not self.root.is_dir():
@@ -90,11 +99,48 @@ class ImageFolderDataModule(L.LightningDataModule):
         self.check_root()
         return self.root
 
+    def open(self):
+        """The source read (``sources``): opened once. A store read in place of ``data.root`` must
+        have been prepared from what the root holds now (``store.check_prepared_from``)."""
+        if self.source is None:
+            root = self.data_root()
+            source = open_source(root, self.cache_dir)
+            if root == self.store and self.root.is_dir():
+                raw = open_source(self.root, self.cache_dir)
+                both = [s for s in dict.fromkeys(self.splits.values()) if s in source.splits() and s in raw.splits()]
+                check_prepared_from(source, raw, both)
+            self.source = source
+        return self.source
+
+    @property
+    def classes(self) -> list[str]:
+        """The ordered class names (wnids or folder names; class index = position) of the training
+        split, read without listing the images: the folder names, the devkit, or the store's index."""
+        if self._classes is None:
+            self._classes = self.open().classes(self.splits["train"])
+        return self._classes
+
+    def resolve_num_classes(self) -> int:
+        """``data.num_classes`` when given and right, the number of classes found when null."""
+        found = len(self.classes)
+        if self.num_classes is not None and self.num_classes != found:
+            raise ValueError(f"data.num_classes is {self.num_classes} but data.root {self.root} has {found} classes "
+                             f"in its '{self.splits['train']}' split (leave data.num_classes out to use what is found)")
+        self.num_classes = found
+        return found
+
+    def train_fingerprint(self) -> str:
+        """sha1 of the training split's files, names and sizes (``fingerprint``); for a store, of the
+        files it was prepared from, so that a store and its source give the same one."""
+        source = self.open()
+        recorded = source.source_fingerprint(self.splits["train"]) if isinstance(source, StoreSource) else None
+        return recorded or fingerprint.listing(source.files(self.splits["train"]), source.root, mtimes=False)
+
     def setup(self, stage: str | None = None) -> None:
         if self.datasets:
             return
-        root = self.data_root()
-        self.source = open_source(root, self.cache_dir or root)
+        self.open()
+        root = self.source.root
         if self.decode_on == "device" and self.source.kind != "store":
             raise ValueError(f"data.decode_on=device decodes a prepared store's JPEGs (all verified, {self.resize}px); {root} is "
                              f"not one: make it with python -m alexnet.data.prepare, or use data.decode_on=loader")
@@ -106,14 +152,10 @@ class ImageFolderDataModule(L.LightningDataModule):
                 by_split[split] = ImageRecords(self.source.records(split), self.resize)
                 self.warn_unreadable(split)
             self.datasets[name] = by_split[split]
-        classes = self.datasets["train"].classes
-        found = len(classes)
         for name in ("val", "test"):
-            if self.datasets[name].classes != classes:
+            if self.datasets[name].classes != self.classes:
                 raise ValueError(f"data.root: the '{self.splits[name]}' classes differ from the '{self.splits['train']}' classes in {root}")
-        if self.num_classes is not None and self.num_classes != found:
-            raise ValueError(f"data.num_classes is {self.num_classes} but the '{self.splits['train']}' split of {root} has {found} classes")
-        self.num_classes = found
+        self.resolve_num_classes()
         self.augment = self.build_augment()
 
     def warn_unreadable(self, split: str) -> None:
@@ -127,8 +169,9 @@ class ImageFolderDataModule(L.LightningDataModule):
         stats = None
         if self.mean_mode != "none" or (self.pca_lighting and self.pca_eigen == "dataset"):
             train = self.datasets["train"]
-            stats = load_or_compute(SkipUnreadable(train), train.ids, self.cache_dir or self.source.root, self.splits["train"],
-                                    self.resize, self.stats_images, self.num_workers, collate_fn=collate)
+            content = fingerprint.listing(train.records.files, self.source.root, mtimes=True)
+            stats = load_or_compute(SkipUnreadable(train), train.classes, content, self.source.cache, self.splits["train"],
+                                    self.resize, self.stats_images, self.num_workers, collate_fn=collate, unreadable=self.unreadable)
         if self.mean_mode == "per_pixel":
             mean = stats["mean_image"]
         elif self.mean_mode == "per_channel":
@@ -149,12 +192,21 @@ class ImageFolderDataModule(L.LightningDataModule):
         ``synsets.txt`` (``wnid name`` per line) beside the folders; else the wnids."""
         return self.source.names_of(self.datasets["train"].classes)
 
+    def preprocess(self, data: bytes, crops: int = 1) -> torch.Tensor:
+        """An image file's bytes as the test split's images reach the network: decoded and squared to
+        ``resize`` like every image here, then the centre crop (3, c, c) or the ten crops (10, 3, c, c),
+        minus this training set's mean. For files outside the dataset (predict.py); after ``setup``."""
+        return self.augment.eval_batch(decode(data, self.resize)[None], crops)[0]
+
     def loader(self, stage: str, shuffle: bool) -> DataLoader:
-        dataset = self.datasets[stage]
+        # A dataset of its own per loader: its batch memory (``batches``) is this loader's alone.
+        records = self.datasets[stage].records
         if self.decode_on == "device":  # the store's images were all decoded once by prepare: none to skip
-            dataset = EncodedRecords(dataset.records, self.resize)
+            dataset = EncodedRecords(records, self.resize)
         elif stage == "train":
-            dataset = SkipUnreadable(dataset)
+            dataset = SkipUnreadable(ImageRecords(records, self.resize))
+        else:
+            dataset = ImageRecords(records, self.resize)
         return DataLoader(
             dataset,
             collate_fn=collate,
@@ -164,6 +216,8 @@ class ImageFolderDataModule(L.LightningDataModule):
             num_workers=self.num_workers,
             persistent_workers=self.num_workers > 0,
             pin_memory=torch.cuda.is_available(),
+            # Workers ignore SIGINT/TERM/USR2: only the main process saves and requeues (alexnet.data.workers).
+            worker_init_fn=worker_init(self.trainer.global_rank if self.trainer is not None else None),
         )
 
     def device_batch_size(self) -> int:
@@ -194,7 +248,7 @@ class ImageFolderDataModule(L.LightningDataModule):
         x, y, *skipped = batch
         self.augment.to(x.device)
         if self.trainer is not None and self.trainer.training:
-            self.unreadable.add(self.trainer.current_epoch, skipped[0] if skipped else [])
+            self.unreadable.add(f"epoch {self.trainer.current_epoch}", skipped[0] if skipped else [])
             return self.augment.train_batch(x), y
         self.unreadable.report()  # the epoch's training part is over
         # Validation steers the lr schedule on the centre crop; the test uses the paper's ten crops.
@@ -211,6 +265,10 @@ class SyntheticDataModule(ImageFolderDataModule):
     def __init__(self, train_per_class: int, val_per_class: int, image_size: int, seed: int, **kwargs):
         super().__init__(**kwargs)
         self.spec = dict(train_per_class=train_per_class, val_per_class=val_per_class, image_size=image_size, seed=seed)
+
+    @property
+    def classes(self) -> list[str]:
+        return [wnid for wnid, _ in synthetic.CLASSES]  # known before generation (prepare_data)
 
     def check_root(self) -> None:
         marker = self.root / synthetic.MARKER

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from alexnet.data import tarindex
+from alexnet.data.cache import CacheFolder
 from alexnet.data.records import Records
 
 ARCHIVE = re.compile(r"ILSVRC(20\d\d)_(?:img|images)_(train|val|test)\.tar$")
@@ -80,12 +81,12 @@ def read_devkit(devkit: Path, extra_dir: Path | None = None) -> Devkit:
     return Devkit(sorted(names), names, by_id, ground_truth)
 
 
-def train_records(archive: Path, devkit: Devkit, cache_dir: Path) -> Records:
+def train_records(archive: Path, devkit: Devkit, cache: CacheFolder) -> Records:
     """Labels from the inner tar's name (``n01440764.tar``), or from the folder or file-name prefix
     for a train tar that holds the JPEGs directly."""
     index = {w: i for i, w in enumerate(devkit.wnids)}
     members = []
-    for name, offset, size in tarindex.cached_scan(archive, cache_dir, nested=True):
+    for name, offset, size in tarindex.cached_scan(archive, cache, nested=True):
         parts = name.split("/")
         wnid = parts[-2] if len(parts) > 1 and parts[-2] in index else parts[-1].split("_")[0]
         if wnid not in index:
@@ -94,12 +95,12 @@ def train_records(archive: Path, devkit: Devkit, cache_dir: Path) -> Records:
     return Records.of_members(devkit.wnids, str(archive), members)
 
 
-def labelled_records(archive: Path, split: str, devkit: Devkit, cache_dir: Path) -> Records:
+def labelled_records(archive: Path, split: str, devkit: Devkit, cache: CacheFolder) -> Records:
     """val/test: flat JPEGs whose labels are the devkit's ground truth, line k = k-th file by name."""
     if split not in devkit.ground_truth:
         raise FileNotFoundError(f"{archive}: no ILSVRC20xx_{'validation' if split == 'val' else split}_ground_truth.txt in the devkit or beside it")
     truth = devkit.ground_truth[split]
-    members = sorted(tarindex.cached_scan(archive, cache_dir))
+    members = sorted(tarindex.cached_scan(archive, cache))
     if len(members) != len(truth):
         raise ValueError(f"{archive}: {len(members)} images but the {split} ground truth lists {len(truth)}")
     index = {w: i for i, w in enumerate(devkit.wnids)}

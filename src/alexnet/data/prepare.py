@@ -10,7 +10,9 @@ Resumable: a shard is written under a temporary name, renamed when complete, and
 gets its ``.json`` done marker; a rerun skips the marked shards and rewrites the others, so
 an interruption never duplicates or corrupts. The plan (which image goes in which shard) is
 fixed by the source listing and the options, and a rerun with a different plan is refused.
-Unreadable images are listed in ``unreadable.tsv`` and counted, in every split.
+Unreadable images (empty, truncated, not images) are listed in ``unreadable.tsv`` and counted,
+in every split. The index records the ordered classes and, per split, the fingerprint of the
+source files (names and sizes), against which training compares ``data.root``.
 """
 
 import argparse
@@ -31,10 +33,11 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from torchvision.io import encode_jpeg
 
+from alexnet.data import fingerprint as files_fingerprint
+from alexnet.data.decode import UnreadableImage, decode
 from alexnet.data.records import ByteReader, Records
 from alexnet.data.sources import open_source
 from alexnet.data.store import FORMAT, INDEX, VERSION
-from alexnet.data.transforms import UnreadableImage, decode
 from alexnet.data.verify import verify_store
 
 PLAN = "prepare.json"
@@ -180,9 +183,15 @@ def prepare(src: Path, out: Path, splits: list[str] | None = None, workers: int 
     write_manifest(out, splits, summary)
     index = {"format": FORMAT, "version": VERSION, "resize": resize, "quality": quality, "source": str(src), "source_kind": source.kind,
              "classes": classes, "names": source.names_of(classes),
-             "splits": {split: {k: v for k, v in s.items() if k != "unreadable_list"} for split, s in summary.items()}}
+             "splits": {split: {**{k: v for k, v in s.items() if k != "unreadable_list"},
+                                "source": source_files(records[split], src)} for split, s in summary.items()}}
     write_json(out / INDEX, index)  # last: its presence means complete and verified
     return index
+
+
+def source_files(records: Records, src: Path) -> dict:
+    """What this split was prepared from: its files (images, or the archive) and their sizes."""
+    return {"files": len(set(records.files)), "fingerprint": files_fingerprint.listing(records.files, src, mtimes=False)}
 
 
 def write_manifest(out: Path, splits: list[str], summary: dict) -> None:

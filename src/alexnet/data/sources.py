@@ -1,16 +1,18 @@
-"""The three ways a dataset sits on disk, behind one interface (``classes``, ``names``,
-``splits()``, ``records(split)``), detected from what ``root`` holds:
+"""The three ways a dataset sits on disk, behind one interface (``splits()``, ``classes(split)``,
+``files(split)``, ``records(split)``, ``names_of``, ``cache``), detected from what ``root`` holds:
 
 - a prepared store (``index.json``, see ``alexnet.data.store``);
 - the official ILSVRC archives + devkit (see ``alexnet.data.ilsvrc``);
 - folders: ``root/<split>/<class>/*`` (ImageNet extracted, Imagenette, any folder-per-class set).
 """
 
+import os
 from pathlib import Path
 
-from torchvision.datasets.folder import find_classes, make_dataset
+from torchvision.datasets.folder import make_dataset
 
 from alexnet.data import ilsvrc
+from alexnet.data.cache import CacheFolder
 from alexnet.data.records import Records
 from alexnet.data.store import StoreSource, is_store
 
@@ -28,29 +30,55 @@ def read_names(root: Path) -> dict[str, str]:
     return {}
 
 
+def visible(name: str) -> bool:
+    """Hidden files and folders (``.ipynb_checkpoints``, macOS ``._x.JPEG``) are never classes or images."""
+    return not name.startswith(".")
+
+
+def is_image(path: str, split_folder: Path) -> bool:
+    """An image file, not hidden and in no hidden folder (make_dataset walks a class folder's subfolders too)."""
+    return path.lower().endswith(IMAGE_EXTENSIONS) and all(visible(part) for part in Path(path).relative_to(split_folder).parts)
+
+
+def subfolders(folder: Path) -> list[str]:
+    return sorted(e.name for e in os.scandir(folder) if e.is_dir() and visible(e.name))
+
+
 class FolderSource:
     kind = "folder"
 
-    def __init__(self, root: Path):
+    def __init__(self, root: Path, cache_dir: Path | None = None):
         self.root = Path(root)
+        self.cache = CacheFolder(self.root, cache_dir)
         self.labels = read_names(self.root)
 
     def splits(self) -> list[str]:
         """The usual split folders present; any folders when there are none of those."""
-        folders = sorted(p.name for p in self.root.iterdir() if p.is_dir() and not p.name.startswith("."))
+        folders = subfolders(self.root)
         return [s for s in ("train", "val", "test") if s in folders] or folders
 
-    def records(self, split: str) -> Records:
+    def classes(self, split: str) -> list[str]:
         """Class index = position of the folder name (the wnid) in sorted order, as in ILSVRC."""
         folder = self.root / split
         if not folder.is_dir():
             raise FileNotFoundError(f"data.root: no '{split}' folder in {self.root.resolve()} (expected {split}/<class>/*.JPEG)")
+        classes = subfolders(folder)
+        if not classes:
+            raise FileNotFoundError(f"data.root: {folder}: no class folder in it (expected {split}/<class>/*.JPEG)")
+        return classes
+
+    def records(self, split: str) -> Records:
+        classes = self.classes(split)
+        folder = self.root / split
         try:
-            classes, class_to_idx = find_classes(str(folder))
-            samples = make_dataset(str(folder), class_to_idx, extensions=IMAGE_EXTENSIONS)
-        except FileNotFoundError as err:  # an empty class folder, or no class folders at all
+            index = {c: i for i, c in enumerate(classes)}
+            samples = make_dataset(str(folder), index, is_valid_file=lambda p: is_image(p, folder))
+        except FileNotFoundError as err:  # an empty class folder
             raise FileNotFoundError(f"data.root: {folder}: {err}") from err
         return Records.of_files(classes, self.root, samples)
+
+    def files(self, split: str) -> list[str]:
+        return self.records(split).files
 
     def names_of(self, classes: list[str]) -> list[str]:
         return [self.labels.get(c, c) for c in classes]
@@ -59,8 +87,9 @@ class FolderSource:
 class ArchiveSource:
     kind = "archives"
 
-    def __init__(self, root: Path, cache_dir: Path):
-        self.root, self.cache_dir = Path(root), Path(cache_dir)
+    def __init__(self, root: Path, cache_dir: Path | None = None):
+        self.root = Path(root)
+        self.cache = CacheFolder(self.root, cache_dir)
         self.archives = ilsvrc.find_archives(self.root)
         devkit = ilsvrc.find_devkit(self.root)
         if devkit is None:
@@ -70,24 +99,36 @@ class ArchiveSource:
     def splits(self) -> list[str]:
         return list(self.archives)
 
-    def records(self, split: str) -> Records:
+    def archive(self, split: str) -> Path:
         if split not in self.archives:
             raise FileNotFoundError(f"data.root: no ILSVRC20xx_img_{split}.tar in {self.root} (found: {', '.join(self.archives) or 'none'})")
+        return self.archives[split]
+
+    def classes(self, split: str) -> list[str]:
+        self.archive(split)
+        return self.devkit.wnids
+
+    def records(self, split: str) -> Records:
         if split == "train":
-            return ilsvrc.train_records(self.archives[split], self.devkit, self.cache_dir)
-        return ilsvrc.labelled_records(self.archives[split], split, self.devkit, self.cache_dir)
+            return ilsvrc.train_records(self.archive(split), self.devkit, self.cache)
+        return ilsvrc.labelled_records(self.archive(split), split, self.devkit, self.cache)
+
+    def files(self, split: str) -> list[str]:
+        """The records' files: the split's archive (its images are byte ranges of it)."""
+        return [str(self.archive(split))]
 
     def names_of(self, classes: list[str]) -> list[str]:
         return [self.devkit.names.get(c, c) for c in classes]
 
 
 def open_source(root: Path, cache_dir: Path | None = None):
-    """The layout found in ``root``; caches (archive indexes) go to ``cache_dir`` (default: ``root``)."""
+    """The layout found in ``root``; its caches go to ``cache_dir`` when given (``data.cache_dir``),
+    else beside the data or, where that is read-only, to a per-user folder (see ``cache``)."""
     root = Path(root)
     if not root.is_dir():
         raise FileNotFoundError(f"{root.resolve()}: no such folder")
     if is_store(root):
-        return StoreSource(root)
+        return StoreSource(root, cache_dir)
     if ilsvrc.find_archives(root):
-        return ArchiveSource(root, Path(cache_dir or root))
-    return FolderSource(root)
+        return ArchiveSource(root, cache_dir)
+    return FolderSource(root, cache_dir)

@@ -1,26 +1,33 @@
 """Training-set statistics: the mean image (section 2) and the RGB covariance's
-eigen-decomposition for PCA colour noise (section 4.1). Computed once, cached next to the data."""
+eigen-decomposition for PCA colour noise (section 4.1). Computed once, then cached (``cache``).
+
+The cache is keyed by what the numbers depend on: the ordered class names, the training
+files with their sizes and modification times (``fingerprint``), the image size and how many
+images were sampled. The class names are saved in the cache too.
+"""
 
 import hashlib
-import os
-from pathlib import Path
 
 import torch
 from rich.progress import track
 from torch.utils.data import DataLoader, Dataset, Subset
 
-
-def stats_path(cache_dir: Path, split: str, resize: int, max_images: int, ids: list[str]) -> Path:
-    # The cache key covers what the numbers depend on: which images, at which size.
-    digest = hashlib.sha1("\n".join(ids).encode()).hexdigest()[:12]
-    return Path(cache_dir) / f".stats_{split}_{resize}px_{max_images}_{digest}.pt"
+from alexnet.data.cache import CacheFolder
+from alexnet.data.unreadable import UnreadableCounter
 
 
-def compute_stats(dataset: Dataset, max_images: int, num_workers: int = 0, collate_fn=None) -> dict[str, torch.Tensor]:
+def stats_name(split: str, resize: int, max_images: int, classes: list[str], files_fingerprint: str) -> str:
+    digest = hashlib.sha1("\n".join([*classes, files_fingerprint]).encode()).hexdigest()[:12]
+    return f".stats_{split}_{resize}px_{max_images}_{digest}.pt"
+
+
+def compute_stats(dataset: Dataset, max_images: int, num_workers: int = 0, collate_fn=None,
+                  unreadable: UnreadableCounter | None = None) -> dict[str, torch.Tensor]:
     """Mean image (3, R, R) on the 0..255 scale, and eigval/eigvec of the 3x3 RGB covariance
     on the 0..1 scale (the convention of the published ImageNet constants).
 
-    Uses an evenly spaced subset of at most ``max_images`` images (all of them when 0).
+    Uses an evenly spaced subset of at most ``max_images`` images (all of them when 0). A dataset
+    that skips unreadable images (``SkipUnreadable``) reports them to ``unreadable``.
     """
     n = len(dataset)
     if max_images and n > max_images:
@@ -32,12 +39,16 @@ def compute_stats(dataset: Dataset, max_images: int, num_workers: int = 0, colla
     colour_sum = torch.zeros(3, dtype=torch.float64)
     pixels = 0
     for batch in track(loader, description="training-set mean and RGB covariance", transient=True):
+        if unreadable is not None and len(batch) == 3:
+            unreadable.add("the statistics pass", batch[2])
         x = batch[0].double()
         total = x.sum(0) if total is None else total + x.sum(0)
         flat = x.permute(1, 0, 2, 3).reshape(3, -1) / 255.0
         moments += flat @ flat.T
         colour_sum += flat.sum(1)
         pixels += flat.shape[1]
+    if unreadable is not None:
+        unreadable.report()
     count = len(dataset)
     mean_rgb = colour_sum / pixels
     cov = moments / pixels - torch.outer(mean_rgb, mean_rgb)
@@ -51,15 +62,15 @@ def compute_stats(dataset: Dataset, max_images: int, num_workers: int = 0, colla
     }
 
 
-def load_or_compute(dataset, ids: list[str], cache_dir: Path, split: str, resize: int, max_images: int, num_workers: int = 0,
-                    collate_fn=None) -> dict:
-    """``ids``: a stable name per image (relative path, archive member), the cache key."""
-    path = stats_path(cache_dir, split, resize, max_images, ids)
-    if path.exists():
-        return torch.load(path)
-    stats = compute_stats(dataset, max_images, num_workers, collate_fn)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")  # per process: DDP ranks may compute it at once
-    torch.save(stats, tmp)
-    tmp.replace(path)  # atomic: a crash never leaves a half-written cache
+def load_or_compute(dataset: Dataset, classes: list[str], files_fingerprint: str, cache: CacheFolder, split: str, resize: int,
+                    max_images: int, num_workers: int = 0, collate_fn=None, unreadable: UnreadableCounter | None = None) -> dict:
+    """The cached statistics of ``dataset`` (``classes`` and ``files_fingerprint`` identify it), else computed and cached."""
+    name = stats_name(split, resize, max_images, classes, files_fingerprint)
+    for path in cache.existing(name):
+        stats = torch.load(path)
+        if stats.get("classes") == classes:
+            return stats
+    stats = compute_stats(dataset, max_images, num_workers, collate_fn, unreadable)
+    stats["classes"] = list(classes)
+    cache.write(name, lambda tmp: torch.save(stats, tmp), "the training-set statistics")
     return stats

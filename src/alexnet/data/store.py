@@ -2,7 +2,8 @@
 
 Layout (WebDataset tar shards, each with a JSON index of its members' byte offsets)::
 
-    OUT/index.json                  written last: its presence means complete and verified
+    OUT/index.json                  written last: its presence means complete and verified; it records
+                                    the ordered classes and, per split, the source's files fingerprint
     OUT/unreadable.tsv              split, source image, reason: the manifest of what was left out
     OUT/<split>/shard-000000.tar    WebDataset samples: <key>.jpg (256x256 JPEG), <key>.cls (label)
     OUT/<split>/shard-000000.json   the shard's done marker: keys, labels, source ids, byte offsets
@@ -10,12 +11,21 @@ Layout (WebDataset tar shards, each with a JSON index of its members' byte offse
 Any WebDataset reader streams the shards (``webdataset.WebDataset("OUT/train/shard-{000000..000099}.tar")``);
 this project reads them by offset instead, as a map-style dataset: exact shuffling, a length,
 and Lightning's distributed sampler, with no per-sample iterator overhead.
+
+A store read in place of ``data.root`` (``data.store``) is first compared with what the root
+holds, when it exists: the same classes in the same order, and per split the same files with
+the same sizes (``fingerprint``). A store prepared from other data stops the run.
 """
 
 import json
+import logging
 from pathlib import Path
 
+from alexnet.data import fingerprint
+from alexnet.data.cache import CacheFolder
 from alexnet.data.records import Records
+
+log = logging.getLogger(__name__)
 
 INDEX = "index.json"
 FORMAT = "webdataset-shards+offsets"
@@ -41,30 +51,73 @@ def shard_records(classes: list[str], tar: Path, marker: dict) -> Records:
 class StoreSource:
     kind = "store"
 
-    def __init__(self, root: Path):
+    def __init__(self, root: Path, cache_dir: Path | None = None):
         self.root = Path(root)
+        self.cache = CacheFolder(self.root, cache_dir)
         self.index = read_index(self.root)
-        self.classes: list[str] = self.index["classes"]
+        self.wnids: list[str] = self.index["classes"]
         self.names: list[str] = self.index["names"]
         self.resize: int = self.index["resize"]
 
     def splits(self) -> list[str]:
         return list(self.index["splits"])
 
-    def records(self, split: str) -> Records:
+    def split(self, split: str) -> dict:
         if split not in self.index["splits"]:
             raise FileNotFoundError(f"store {self.root}: no '{split}' split (it has {', '.join(self.splits())})")
-        parts = []
-        if not self.index["splits"][split]["images"]:
+        return self.index["splits"][split]
+
+    def classes(self, split: str) -> list[str]:
+        self.split(split)
+        return self.wnids
+
+    def records(self, split: str) -> Records:
+        if not self.split(split)["images"]:
             raise ValueError(f"store {self.root}: the '{split}' split holds no image (see {self.root}/unreadable.tsv)")
-        for shard in self.index["splits"][split]["shards"]:
+        parts = []
+        for shard in self.split(split)["shards"]:
             marker = json.loads((self.root / shard).with_suffix(".json").read_text())
-            parts.append(shard_records(self.classes, self.root / shard, marker))
+            parts.append(shard_records(self.wnids, self.root / shard, marker))
         return Records.concat(parts)
 
+    def files(self, split: str) -> list[str]:
+        return [str(self.root / shard) for shard in self.split(split)["shards"]]
+
+    def source_fingerprint(self, split: str) -> str | None:
+        """The fingerprint of the files this split was prepared from (None: a store older than that record)."""
+        return self.split(split).get("source", {}).get("fingerprint")
+
     def names_of(self, classes: list[str]) -> list[str]:
-        names = dict(zip(self.classes, self.names))
+        names = dict(zip(self.wnids, self.names))
         return [names.get(c, c) for c in classes]
 
     def unreadable(self, split: str) -> int:
         return self.index["splits"][split]["unreadable"]
+
+
+def check_prepared_from(store: StoreSource, source, splits: list[str]) -> None:
+    """Stops when ``store`` was not prepared from what ``source`` (``data.root``) holds now, naming the differences."""
+    rerun = f"delete it and rerun python -m alexnet.data.prepare {source.root} {store.root}"
+    for split in splits:
+        ours, theirs = store.classes(split), source.classes(split)
+        if ours != theirs:
+            lacking, extra = sorted(set(theirs) - set(ours)), sorted(set(ours) - set(theirs))
+            what = "the same classes in another order"
+            if lacking or extra:
+                what = (f"{len(lacking)} classes of data.root missing from the store ({few(lacking)}), "
+                        f"{len(extra)} in the store that data.root lacks ({few(extra)})")
+            raise ValueError(f"data.root: the store {store.root} was prepared from other classes than {source.root} holds: "
+                             f"{what}; {rerun}")
+    for split in splits:
+        recorded = store.split(split).get("source")
+        if recorded is None:
+            log.warning("store %s predates source fingerprints: only its classes were compared with %s", store.root, source.root)
+            return
+        files = source.files(split)
+        if fingerprint.listing(files, source.root, mtimes=False) != recorded["fingerprint"]:
+            raise ValueError(f"data.root: the store {store.root} was prepared from other '{split}' images than {source.root} "
+                             f"holds now ({recorded['files']} files then, {len(set(files))} now, or other names or sizes); {rerun}")
+
+
+def few(names: list[str], n: int = 5) -> str:
+    return ", ".join(names[:n]) + (", ..." if len(names) > n else "") if names else "none"

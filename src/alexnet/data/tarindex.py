@@ -3,12 +3,13 @@ holds one tar per synset). Uncompressed tars store each member's bytes contiguou
 (offset, size) pair reads an image in place: no 140 GB extraction, no second copy on disk.
 
 Scanning reads only the 512-byte headers. The result is cached as a small TSV beside the
-other caches, keyed by the tar's size and modification time.
+other caches (``cache``), keyed by the tar's size and modification time.
 """
 
-import os
 import tarfile
 from pathlib import Path
+
+from alexnet.data.cache import CacheFolder
 
 Member = tuple[str, int, int]  # (name, offset of the data in the outer file, size)
 
@@ -30,18 +31,16 @@ def scan(path: Path, nested: bool = False) -> list[Member]:
     return members
 
 
-def cached_scan(path: Path, cache_dir: Path, nested: bool = False) -> list[Member]:
+def cached_scan(path: Path, cache: CacheFolder, nested: bool = False) -> list[Member]:
     path = Path(path)
     st = path.stat()
     stamp = f"# {path.name} {st.st_size} {st.st_mtime_ns} nested={nested}"
-    cache = Path(cache_dir) / f"{path.name}.index.tsv"
-    if cache.exists():
-        lines = cache.read_text().splitlines()
-        if lines and lines[0] == stamp:
-            return [(name, int(off), int(size)) for name, off, size in (line.split("\t") for line in lines[1:])]
+    name = f"{path.name}.index.tsv"
+    for cached in cache.existing(name):
+        with open(cached) as f:
+            if f.readline().rstrip("\n") == stamp:
+                return [(n, int(off), int(size)) for n, off, size in (line.rstrip("\n").split("\t") for line in f)]
     members = scan(path, nested)
-    cache.parent.mkdir(parents=True, exist_ok=True)
-    tmp = cache.with_name(f"{cache.name}.tmp.{os.getpid()}")
-    tmp.write_text("\n".join([stamp] + [f"{n}\t{o}\t{s}" for n, o, s in members]) + "\n")
-    tmp.replace(cache)  # atomic: an interrupted scan never leaves a half index
+    text = "\n".join([stamp] + [f"{n}\t{o}\t{s}" for n, o, s in members]) + "\n"
+    cache.write(name, lambda tmp: tmp.write_text(text), f"the index of {path.name}")
     return members

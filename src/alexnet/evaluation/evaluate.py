@@ -19,9 +19,10 @@ import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
+from alexnet.callbacks import checkpoint_files
 from alexnet.errors import ConfigError
 from alexnet.paths import RunDir, project_root
-from alexnet.training.module import LitAlexNet
+from alexnet.training.module import LitAlexNet, load_module
 
 log = logging.getLogger(__name__)
 RESULTS = "results.json"
@@ -155,7 +156,7 @@ def evaluate(paths: list[str], split: str = "val", crops: int = 10, batch_size: 
     start = time.time()
     members, skipped = find_members(paths)
     device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
-    modules = [LitAlexNet.load_from_checkpoint(m.checkpoint, map_location=device).eval() for m in members]
+    modules = [load_module(m.checkpoint, map_location=device).eval() for m in members]
     configs = [data_config(m, mod, data_root) for m, mod in zip(members, modules)]
     for m, c in zip(members[1:], configs[1:]):
         differ = [k for k in EVAL_KEYS if c.get(k) != configs[0].get(k)]
@@ -167,6 +168,10 @@ def evaluate(paths: list[str], split: str = "val", crops: int = 10, batch_size: 
         if mod.net.num_classes != datamodule.num_classes:
             raise ConfigError(f"{m.checkpoint} has {mod.net.num_classes} classes; "
                               f"split '{split}' of {datamodule.root} has {datamodule.num_classes}")
+    identity = checkpoint_files.class_identity(datamodule)  # same count is not enough: label i must be the same class
+    for m in members:
+        checkpoint_files.check_classes("checkpoint", str(m.checkpoint), checkpoint_files.load(str(m.checkpoint)), identity,
+                                       strict=True)
     k = min(5, datamodule.num_classes)
     counts, ensemble = [Counts(k) for _ in members], Counts(k)
     datamodule.augment.to(device)
@@ -175,7 +180,7 @@ def evaluate(paths: list[str], split: str = "val", crops: int = 10, batch_size: 
             x, y = datamodule.augment.eval_batch(x.to(device), crops), y.to(device)
             total = None
             for module, count in zip(modules, counts):
-                probs = module.predict_proba(x)  # softmax averaged over the crops
+                probs = module.predict_proba(x, crops)  # softmax averaged over the crops
                 count.update(probs, y)
                 total = probs if total is None else total + probs
             ensemble.update(total / len(modules), y)

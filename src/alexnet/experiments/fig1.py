@@ -6,8 +6,8 @@ The paper does not give the network. This one has the layout of cuda-convnet's
 ``layers-18pct`` CIFAR-10 net (the authors' own code) without its response normalisation:
 three 5x5 conv layers and one fully connected layer. It is trained with AlexNet's own recipe
 (section 2: raw 0..255 pixels minus the mean image; section 5: weights N(0, 0.01), SGD with
-momentum 0.9, batch 128). conv1 has 16 kernels instead of 32: measured on the 2-core CPU,
-32 made an epoch about twice as slow. The whole experiment took 28 minutes on one core.
+momentum 0.9, batch 128). conv1 has 16 kernels instead of 32, which halves an epoch's time on a
+CPU (the README's Figure 1 section has the measured run).
 
 Run: ``python -m alexnet.experiments.fig1`` or ``python train.py experiment=fig1_relu_vs_tanh``.
 """
@@ -257,18 +257,25 @@ def run_from_config(cfg) -> dict:
 
 def defaults(overrides: list[str] = ()) -> dict:
     """The ``fig1`` node as ``python train.py experiment=fig1_relu_vs_tanh`` composes it (the YAML owns every default)."""
-    from hydra import compose, initialize_config_dir
+    from alexnet.training.config import as_dict, compose_train
+
+    return as_dict(compose_train("experiment=fig1_relu_vs_tanh", *(f"fig1.{o}" for o in overrides)), "fig1")
+
+
+def keys_help() -> str:
+    """Every KEY=VALUE the command takes, with its value in the YAML (unresolved: as written there)."""
     from omegaconf import OmegaConf
 
     from alexnet.paths import project_root
 
-    with initialize_config_dir(config_dir=str(project_root() / "conf"), version_base="1.3"):
-        cfg = compose("train", overrides=["experiment=fig1_relu_vs_tanh", *(f"fig1.{o}" for o in overrides)])
-    return OmegaConf.to_container(cfg.fig1, resolve=True)
+    node = OmegaConf.to_container(OmegaConf.load(project_root() / "conf" / "experiment" / "fig1_relu_vs_tanh.yaml").fig1)
+    lines = [f"  {key}={value}" for key, value in node.items()]
+    return "keys (conf/experiment/fig1_relu_vs_tanh.yaml, fig1 node):\n" + "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0].replace("\n", " "), epilog=keys_help(),
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", default="outputs/fig1", help="folder for fig1_relu_vs_tanh.png and fig1.json")
     parser.add_argument("overrides", nargs="*", metavar="KEY=VALUE",
                         help="keys of conf/experiment/fig1_relu_vs_tanh.yaml's fig1 node, e.g. max_epochs=2 lr.tanh=null")

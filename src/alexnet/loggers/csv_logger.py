@@ -9,13 +9,13 @@ epoch that ran past the checkpoint and is trained again) are replaced by the new
 import csv
 import os
 
-from lightning.pytorch.loggers import CSVLogger as LightningCSVLogger
 from lightning.pytorch.loggers.csv_logs import ExperimentWriter
-from lightning.pytorch.utilities.rank_zero import rank_zero_only
+
+from alexnet.lightning_private import CSVLoggerHooks, CSVWriterHooks
 
 
-class ResumingWriter(ExperimentWriter):
-    def _check_log_dir_exists(self) -> None:
+class ResumingWriter(CSVWriterHooks):
+    def on_existing_log_dir(self) -> None:
         self.previous: list[dict[str, str]] = []
         if os.path.isfile(self.metrics_file_path):
             with open(self.metrics_file_path, newline="") as file:
@@ -32,10 +32,7 @@ class ResumingWriter(ExperimentWriter):
         super().save()
 
 
-class CSVLogger(LightningCSVLogger):
-    @property
-    def experiment(self) -> ExperimentWriter:
-        if self._experiment is None and rank_zero_only.rank == 0:  # the other ranks get Lightning's dummy
-            os.makedirs(self.root_dir, exist_ok=True)
-            self._experiment = ResumingWriter(log_dir=self.log_dir)
-        return super().experiment
+class CSVLogger(CSVLoggerHooks):
+    def make_writer(self) -> ExperimentWriter:
+        os.makedirs(self.root_dir, exist_ok=True)
+        return ResumingWriter(log_dir=self.log_dir)

@@ -256,3 +256,38 @@ def finish(loggers: list, summary: dict) -> None:
             log.info(f"W&B run {run.id} saved offline; upload it with: wandb sync {run.settings.sync_dir}")
     if wandb.run is not None:
         wandb.finish()
+
+
+def record_failed(cfg, summary: dict) -> None:
+    """A failed run in W&B, when ``logger.wandb`` is on: the error into the run its logger started,
+    or, for a run that failed before its logger was made (a config error), a run of its own with
+    the overrides and the error, so that a sweep's failed jobs show in its group beside the others.
+    Never raises: the failure being recorded is the one to report."""
+    try:
+        node = (cfg.get("logger") or {}).get("wandb")
+    except Exception:  # the config itself is broken
+        return
+    if not node or rank_zero_only.rank != 0:
+        return
+    try:
+        import wandb
+
+        run = wandb.run
+        if run is None:
+            mode, _ = choose_mode(str(node.get("mode", "auto")))
+            if mode == "disabled":
+                return
+            hydra = hydra_job()
+            experiment = hydra.runtime.choices.get("experiment") if hydra else None
+            save_dir = Path(str(node.get("save_dir") or "."))
+            save_dir.mkdir(parents=True, exist_ok=True)
+            run = wandb.init(project=node.get("project"), entity=node.get("entity"), dir=str(save_dir), mode=mode,
+                             name=node.get("name") or (run_name(hydra) if hydra else None),
+                             group=node.get("group") or (sweep_group(hydra) if hydra else None),
+                             job_type=node.get("job_type") or experiment or "train",
+                             tags=list(node.get("tags") or []), settings=wandb.Settings(silent=True, **git_settings()),
+                             config={"overrides": list(hydra.overrides.task) if hydra else sys.argv[1:]})
+        run.summary.update({"status": summary.get("status", "failed"), "error": summary.get("error", "")})
+        wandb.finish(exit_code=1)
+    except (Exception, SystemExit) as err:  # config_error's SystemExit included: a bad wandb node has its own message
+        log.warning(f"W&B: the failure was not recorded ({type(err).__name__}: {err})")

@@ -11,10 +11,23 @@ import types
 import typing
 from typing import Any, Literal, Union, get_args, get_origin
 
+from hydra import compose, initialize_config_dir
 from hydra.utils import get_class
 from omegaconf import DictConfig, OmegaConf
 
 from alexnet.errors import ConfigError
+from alexnet.paths import project_root
+
+
+def compose_train(*overrides: str) -> DictConfig:
+    """The config that ``python train.py OVERRIDES`` composes (this checkout's conf/), without running it."""
+    with initialize_config_dir(config_dir=str(project_root() / "conf"), version_base="1.3"):
+        return compose(config_name="train", overrides=list(overrides))
+
+
+def paper_optim() -> dict:
+    """conf/train.yaml's ``optim`` node: section 5's SGD, for code that builds a LitAlexNet without a run."""
+    return as_dict(compose_train("experiment=alexnet_paper"), "optim")
 
 
 def constructor_params(cls: type) -> dict[str, tuple[inspect.Parameter, Any]]:
@@ -75,11 +88,45 @@ def check_node(node: dict, cls: type, key: str, skip: tuple[str, ...] = ()) -> N
 
 
 def build(key: str, factory, *args, **kwargs):
-    """Call a constructor, reporting its value errors under the config node's name."""
+    """Call a constructor, reporting its value errors under the key they are about.
+
+    A constructor's message starts with its argument's name (``lr must be positive``), so it is
+    reported as ``optim.lr: must be positive``. A dict argument is the config node of the same
+    name (LitAlexNet's ``model`` and ``optim``), so an error about one of its entries is reported
+    under that node, whichever node's name the call was made under.
+    """
+    from hydra.errors import InstantiationException
+
     try:
         return factory(*args, **kwargs)
-    except (ValueError, TypeError) as err:
-        raise ConfigError(f"{key}: {err}") from err
+    except (ValueError, TypeError, InstantiationException) as err:
+        # Hydra's instantiate wraps the constructor's error; the constructor's own is the one to report.
+        cause = err.__cause__ if isinstance(err, InstantiationException) and err.__cause__ is not None else err
+        if isinstance(cause, ConfigError):  # already names its key
+            raise cause from None
+        if not isinstance(cause, (ValueError, TypeError)):
+            raise
+        raise ConfigError(named(key, str(cause), args, kwargs)) from cause
+
+
+def named(key: str, message: str, args: tuple, kwargs: dict) -> str:
+    """``key.argument: rest`` when the message starts with one of the call's argument names, else ``key: message``."""
+    if message.startswith((f"{key}.", f"{key}:")):  # the constructor named the key itself
+        return message
+    first, _, rest = message.partition(" ")
+    top = set(kwargs)
+    for node in args:  # instantiate(cfg.data): the node's keys are the constructor's arguments
+        if isinstance(node, (dict, DictConfig)):
+            top |= set(node.keys())
+    nested = {sub: value for sub, value in kwargs.items() if isinstance(value, (dict, DictConfig))}
+    if first in top and first not in nested:
+        where = f"{key}.{first}"
+    else:
+        where = next((f"{sub}.{first}" for sub, value in nested.items() if first in value), None)
+    if where is None:
+        return f"{key}: {message}"
+    # "lr must be positive" reads as "optim.lr: must be positive"; "crop_size (90) must ..." keeps its subject.
+    return f"{where}: {rest}" if rest[:1].isalpha() else f"{where}: {message}"
 
 
 def as_dict(cfg: DictConfig, key: str) -> dict:
@@ -100,10 +147,13 @@ def split_fast_path(trainer: dict) -> dict:
 def validate(cfg: DictConfig) -> None:
     """Check every node that becomes a constructor call. Imports are local to keep this module light."""
     from alexnet.models import AlexNet
-    from alexnet.training.module import LitAlexNet
+    from alexnet.training.optim import PaperSGD
 
-    check_node(as_dict(cfg, "model"), AlexNet, "model")
-    check_node(as_dict(cfg, "optim"), LitAlexNet, "optim", skip=("model",))
+    model = as_dict(cfg, "model")
+    if model.get("num_classes") is None:  # data.num_classes: null, counted from the data once the data module is built
+        model.pop("num_classes", None)
+    check_node(model, AlexNet, "model")
+    check_node(as_dict(cfg, "optim"), PaperSGD, "optim")
     data = as_dict(cfg, "data")
     if "_target_" not in data:
         raise ConfigError("data._target_: missing (which DataModule to build)")

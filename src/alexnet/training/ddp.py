@@ -16,8 +16,8 @@ import sys
 from pathlib import Path
 
 import torch
-from lightning.pytorch.strategies.launchers import subprocess_script
 
+from alexnet.lightning_private import set_ddp_child_command
 from alexnet.paths import project_root
 
 DDP_ENV = ("MASTER_ADDR", "MASTER_PORT", "NODE_RANK", "LOCAL_RANK", "WORLD_SIZE", "GROUP_RANK", "RANK")
@@ -38,8 +38,7 @@ def child_command(local_rank: int) -> tuple[list[str], str]:
 
 
 def use_job_command_for_ranks() -> None:
-    # The launcher looks the function up at call time; replacing it is the one change needed.
-    subprocess_script._hydra_subprocess_cmd = child_command
+    set_ddp_child_command(child_command)
 
 
 @contextlib.contextmanager

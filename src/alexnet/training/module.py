@@ -8,6 +8,7 @@ from torch.nn import functional as F
 from torchmetrics.classification import MulticlassAccuracy
 
 from alexnet.models import AlexNet
+from alexnet.training.optim import PaperSGD
 
 
 class TopKError(MulticlassAccuracy):
@@ -21,40 +22,41 @@ class TopKError(MulticlassAccuracy):
 
 
 class LitAlexNet(L.LightningModule):
-    def __init__(
-        self,
-        model: dict[str, Any],
-        lr: float = 0.01,
-        momentum: float = 0.9,
-        weight_decay: float = 5e-4,
-        lr_factor: float = 0.1,
-        lr_patience: int = 5,
-        lr_reductions: int = 3,
-    ):
+    """AlexNet with the paper's recipe. ``model`` and ``optim`` are the config's nodes of the same
+    names (alexnet.models.AlexNet's and alexnet.training.optim.PaperSGD's arguments);
+    ``test_crops`` is the data's: how many crops of each test image a test batch holds."""
+
+    def __init__(self, model: dict[str, Any], optim: dict[str, Any], test_crops: int = 1):
         super().__init__()
-        if lr <= 0:
-            raise ValueError(f"lr must be positive, got {lr}")
-        if not 0 < lr_factor < 1:
-            raise ValueError(f"lr_factor must be in (0, 1), got {lr_factor}")
         self.save_hyperparameters()
+        self.optim = PaperSGD(**optim)
         self.net = AlexNet(**model)
-        self.channels_last = False  # set by alexnet.callbacks.fast_path.FastPath
+        self.test_crops = test_crops
+        self.channels_last = False
         k = self.net.num_classes
         for stage in ("train", "val", "test"):
             setattr(self, f"{stage}_top1", TopKError(k, 1))
             setattr(self, f"{stage}_top5", TopKError(k, min(5, k)))
+
+    def use_channels_last(self) -> None:
+        """Weights and every input batch in NHWC (cuDNN's bf16 tensor-core kernels want it)."""
+        self.net.to(memory_format=torch.channels_last)
+        self.channels_last = True
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
         return self.net(x)
 
-    def predict_proba(self, x: torch.Tensor) -> torch.Tensor:
-        """Softmax probabilities; for (B, crops, 3, H, W) inputs averaged over the crops (section 4.1)."""
-        if x.ndim == 5:
-            b, n = x.shape[:2]
-            return F.softmax(self(x.flatten(0, 1)).float(), dim=1).view(b, n, -1).mean(1)
-        return F.softmax(self(x).float(), dim=1)
+    def predict_proba(self, x: torch.Tensor, crops: int = 1) -> torch.Tensor:
+        """Softmax probabilities; with ``crops`` > 1, ``x`` is (B, crops, 3, H, W) and the
+        probabilities are averaged over each image's crops (section 4.1)."""
+        if crops == 1 and x.ndim == 4:
+            return F.softmax(self(x).float(), dim=1)
+        if x.ndim != 5 or x.shape[1] != crops:
+            raise ValueError(f"expected a batch of (B, {crops}, 3, H, W) for {crops} crops, got {tuple(x.shape)}")
+        b = x.shape[0]
+        return F.softmax(self(x.flatten(0, 1)).float(), dim=1).view(b, crops, -1).mean(1)
 
     def training_step(self, batch, batch_idx: int) -> torch.Tensor:
         x, y = batch
@@ -68,9 +70,9 @@ class LitAlexNet(L.LightningModule):
         self.log_dict({"train/top1_err": self.train_top1, "train/top5_err": self.train_top5}, on_step=False, on_epoch=True)
         return loss
 
-    def evaluate(self, batch, stage: str) -> None:
+    def evaluate(self, batch, stage: str, crops: int) -> None:
         x, y = batch
-        probs = self.predict_proba(x)
+        probs = self.predict_proba(x, crops)
         loss = F.nll_loss(torch.log(probs.clamp_min(1e-12)), y)
         top1, top5 = getattr(self, f"{stage}_top1"), getattr(self, f"{stage}_top5")
         top1.update(probs, y)
@@ -79,23 +81,24 @@ class LitAlexNet(L.LightningModule):
         self.log_dict({f"{stage}/top1_err": top1, f"{stage}/top5_err": top5}, prog_bar=stage == "val")
 
     def validation_step(self, batch, batch_idx: int) -> None:
-        self.evaluate(batch, "val")
+        self.evaluate(batch, "val", crops=1)  # the centre crop (the data module's val batches)
 
     def test_step(self, batch, batch_idx: int) -> None:
-        self.evaluate(batch, "test")
+        self.evaluate(batch, "test", crops=self.test_crops)
 
     def configure_optimizers(self):
-        hp = self.hparams
-        # Section 5: batch 128, momentum 0.9, weight decay 0.0005; PyTorch's SGD equals the
-        # paper's update rule while the learning rate is constant.
-        optimizer = torch.optim.SGD(self.parameters(), lr=hp.lr, momentum=hp.momentum, weight_decay=hp.weight_decay)
-        # "divide the learning rate by 10 when the validation error rate stopped improving
-        # ... reduced three times prior to termination": the floor stops a fourth reduction.
-        scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
-            optimizer,
-            mode="min",
-            factor=hp.lr_factor,
-            patience=hp.lr_patience,
-            min_lr=hp.lr * hp.lr_factor**hp.lr_reductions * (1 - 1e-6),
-        )
-        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "monitor": "val/top1_err", "interval": "epoch"}}
+        return self.optim.build(self.net)
+
+
+def load_module(path: str, map_location="cpu") -> LitAlexNet:
+    """A LitAlexNet from a checkpoint file, including those saved before the optimiser's settings
+    became one ``optim`` node (their flat ``lr``, ``momentum``, ... hyperparameters)."""
+    checkpoint = torch.load(path, map_location=map_location, weights_only=False)
+    hp = dict(checkpoint.get("hyper_parameters") or {})
+    if "optim" not in hp:
+        flat = {k: hp.pop(k) for k in list(hp) if k in PaperSGD.__dataclass_fields__}
+        # Those runs decayed the biases like the weights, at the same learning rate.
+        hp["optim"] = {"bias_weight_decay": flat["weight_decay"], "bias_lr_mult": 1.0, **flat}
+    module = LitAlexNet(**{k: v for k, v in hp.items() if k in ("model", "optim", "test_crops")})
+    module.load_state_dict(checkpoint["state_dict"])
+    return module.to(map_location)

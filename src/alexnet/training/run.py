@@ -1,7 +1,6 @@
 """One training run from a composed config: validate, build, fit, test, summarise."""
 
 import json
-import logging
 import time
 import warnings
 from pathlib import Path
@@ -14,6 +13,7 @@ from omegaconf import DictConfig, OmegaConf
 from rich.console import Console
 from rich.table import Table
 
+from alexnet.console import one_console
 from alexnet.callbacks import checkpoint_files, figures
 from alexnet.loggers import wandb_logger
 from alexnet.paths import RunDir
@@ -21,8 +21,10 @@ from alexnet.training import ddp, finetune, summary as run_summary
 from alexnet.errors import ConfigError
 from alexnet.training.config import as_dict, build, split_fast_path, validate
 from alexnet.training.module import LitAlexNet
+from alexnet.training.optim import PaperSGD
 from alexnet.callbacks.fast_path import FastPath
-from alexnet.callbacks.stopping import GracefulStop, RunStopped
+from alexnet.callbacks.checkpoint import ClassIdentity
+from alexnet.callbacks.stopping import EnoughTrainingData, GracefulStop, RunStopped, resume_hint
 
 
 def instantiate_all(cfg: DictConfig | None, key: str) -> list:
@@ -33,8 +35,7 @@ def instantiate_all(cfg: DictConfig | None, key: str) -> list:
 
 
 def quiet_duplicates() -> None:
-    # Hydra's root handler already prints and files Lightning's messages; its own handler doubles them.
-    logging.getLogger("lightning.pytorch").handlers.clear()
+    one_console()  # Lightning's messages once, through Hydra's handlers; no advertisements
     warnings.filterwarnings("ignore", message=".*treespec.*LeafSpec.*")
 
 
@@ -50,6 +51,16 @@ def train(cfg: DictConfig) -> dict:
             raise
 
 
+def num_classes(datamodule) -> int:
+    """data.num_classes: counted from the class folders, the store or the devkit (given, setup checks it)."""
+    try:
+        return datamodule.resolve_num_classes()
+    except (FileNotFoundError, ValueError) as err:  # the data module's: they name data.root, data.<key>
+        if isinstance(err, ValueError) and not str(err).startswith("data."):
+            raise
+        raise ConfigError(str(err)) from None
+
+
 def run(cfg: DictConfig) -> dict:
     validate(cfg)
     quiet_duplicates()
@@ -57,7 +68,10 @@ def run(cfg: DictConfig) -> dict:
     out = Path(cfg.paths.output_dir)
     out.mkdir(parents=True, exist_ok=True)
     datamodule = build("data", instantiate, cfg.data)
-    module = build("model", LitAlexNet, model=as_dict(cfg, "model"), **as_dict(cfg, "optim"))
+    if cfg.data.get("num_classes", 0) is None:  # null: counted now; model.num_classes follows by interpolation
+        cfg.data.num_classes = num_classes(datamodule)
+    build("optim", PaperSGD, **as_dict(cfg, "optim"))  # its value errors are reported under optim.
+    module = build("model", LitAlexNet, model=as_dict(cfg, "model"), optim=as_dict(cfg, "optim"), test_crops=datamodule.test_crops)
     pretrained = finetune.init_from(cfg, module)  # the "*" models' fine-tuning: all but fc8 from init_from
     callbacks = instantiate_all(cfg.get("callbacks"), "callbacks")
     loggers = instantiate_all(cfg.get("logger"), "logger")
@@ -65,12 +79,20 @@ def run(cfg: DictConfig) -> dict:
         callbacks = [c for c in callbacks if not isinstance(c, LearningRateMonitor)]
     trainer_args = as_dict(cfg, "trainer")
     callbacks.append(FastPath(**split_fast_path(trainer_args)))
+    callbacks.append(EnoughTrainingData())  # a training split smaller than one batch: stop before any work
+    identity = ClassIdentity()  # the classes go into every checkpoint; those this run starts from are checked
+    callbacks.append(identity)
     ddp.use_job_command_for_ranks()
     trainer = build("trainer", L.Trainer, **trainer_args, callbacks=callbacks, logger=loggers or False, default_root_dir=str(out),
                     plugins=[checkpoint_files.AtomicCheckpointIO()])
     ckpt_path = checkpoint_files.resolve(cfg.get("ckpt_path"), checkpoint_files.last_checkpoint_path(trainer).parent)
     if ckpt_path:  # fail now, naming the file, rather than deep inside Lightning's restore
-        checkpoint_files.check_matches(ckpt_path, checkpoint_files.load(ckpt_path), module, as_dict(cfg, "model"))
+        resumed = checkpoint_files.load(ckpt_path)
+        checkpoint_files.check_matches(ckpt_path, resumed, module, as_dict(cfg, "model"))
+        identity.expect("ckpt_path", ckpt_path, resumed, strict=True)
+    if pretrained:  # fine-tuning onto other classes is the design (fc8 is new): recorded, not refused
+        identity.expect("init_from", pretrained["checkpoint"], checkpoint_files.load(pretrained["checkpoint"]), strict=False,
+                        report=pretrained)
     for logger in loggers:
         logger.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))
 
@@ -79,10 +101,19 @@ def run(cfg: DictConfig) -> dict:
         trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path)
     except (SIGTERMException, RunStopped) as err:
         raise stopped(cfg, trainer, err, out) from None
+    except checkpoint_files.CheckpointWriteError as err:  # full disk: the previous checkpoints are kept
+        good = checkpoint_files.latest_good_checkpoint(trainer)
+        raise stopped(cfg, trainer, RunStopped(f"{err.strerror}\n{resume_hint(trainer)}", "failed", 1, good), out) from None
     except (FileNotFoundError, ValueError) as err:  # the data module's: they name data.root, data.<key>
         if isinstance(err, ValueError) and not str(err).startswith("data."):
             raise
         raise ConfigError(str(err)) from None
+    if trainer.global_step == 0 and trainer.max_steps != 0 and trainer.max_epochs != 0:
+        # Lightning returns from a fit without batches as from a finished one; a run that trained
+        # nothing must never be counted as finished (summary.json says failed).
+        raise ConfigError(f"trainer: no training step was taken (no training batches: trainer.limit_train_batches="
+                          f"{cfg.trainer.get('limit_train_batches', 1.0)}, data.batch_size={cfg.data.get('batch_size')}); "
+                          "the run is not finished")
     summary = {"status": "finished", "epochs": trainer.current_epoch, "fit_seconds": round(time.time() - start, 1)}
     summary.update({k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith(("train/", "val/"))})
     if cfg.get("test") and not trainer.fast_dev_run:
@@ -95,8 +126,8 @@ def run(cfg: DictConfig) -> dict:
     summary.update(run_summary.run_info(cfg))  # experiment, overrides, seed, tags: what the tables group by
     if pretrained:
         summary["init_from"] = pretrained
-    if trainer.is_global_zero and cfg.get("figures", True) and not trainer.fast_dev_run:  # figures 3, 4: tested weights
-        summary["figures"] = [str(p) for p in figures.save_all_safely(module, datamodule, out, trainer.loggers)]
+    if figures.drawn(trainer) is not None:  # figures 3, 4: drawn by callbacks.figures while the loggers were open
+        summary["figures"] = figures.drawn(trainer)
     if trainer.is_global_zero:
         RunDir(out).write_summary(summary)
         print_summary(summary)

@@ -8,6 +8,7 @@ from hydra.core.hydra_config import HydraConfig
 from lightning.pytorch.utilities import rank_zero_only
 from omegaconf import DictConfig
 
+from alexnet.loggers import wandb_logger
 from alexnet.paths import RunDir
 
 
@@ -29,4 +30,6 @@ def write_failed(cfg: DictConfig, err: BaseException) -> None:
         return
     summary = {"status": "failed", "error": f"{type(err).__name__}: {err}",
                "traceback": traceback.format_exception(type(err), err, err.__traceback__)[-3:], "run_dir": str(out)}
-    RunDir(out).write_summary({**summary, **run_info(cfg)})
+    summary = {**summary, **run_info(cfg)}
+    RunDir(out).write_summary(summary)
+    wandb_logger.record_failed(cfg, summary)  # logger=wandb: the failed job shows in W&B too

@@ -1,28 +1,17 @@
-"""The paper's preprocessing (section 2) and augmentation (section 4.1).
+"""The paper's augmentation (section 4.1) and mean subtraction (section 2), on whole uint8 batches.
 
-Work is split where it is cheapest:
-
-- per image, in the loader workers: decode, rescale the shorter side to ``resize`` (256),
-  take the central ``resize`` x ``resize`` patch, keep it ``uint8`` (4x fewer bytes to move);
-- per batch, after the batch reaches its device (the GPU when there is one): mean
-  subtraction, random crop + horizontal reflection, PCA colour noise, or the test crops.
-
-Pixels stay on the paper's raw 0..255 scale: "subtracting the mean activity over the
-training set from each pixel" is the only normalisation.
+The loader only decodes (``decode``); everything else runs per batch, after the batch reaches
+its device (the GPU when there is one): mean subtraction, random crop + horizontal
+reflection, PCA colour noise, or the test crops. "subtracting the mean activity over the
+training set from each pixel" is the only normalisation: pixels stay on the 0..255 scale.
 """
 
-import io
 from typing import Literal
 
-import numpy as np
-import simplejpeg
 import torch
 from torch import nn
-from PIL import Image
-from torchvision.io import ImageReadMode, decode_image, decode_jpeg
-from torchvision.transforms.v2 import functional as TF
 
-from alexnet.data.buffers import BufferPool
+from alexnet.data.batches import Ring
 
 MeanMode = Literal["per_pixel", "per_channel", "none"]
 
@@ -35,63 +24,10 @@ IMAGENET_EIGVEC = (
     (-0.5836, -0.6948, 0.4203),
 )
 
-
-class UnreadableImage(ValueError):
-    """An image file that no decoder reads (truncated, empty, not an image)."""
-
-
-def decode(data: bytes, resize: int) -> torch.Tensor:
-    """Any JPEG/PNG (grayscale, CMYK and palette images become RGB) to a central resize x resize uint8 patch."""
-    try:
-        # torchvision's libjpeg-turbo decoder: 0.28 ms for a 256x256 JPEG here, PIL 0.45 ms (one core).
-        img = decode_image(torch.frombuffer(bytearray(data), dtype=torch.uint8), mode=ImageReadMode.RGB)
-    except RuntimeError as tv_err:
-        img = decode_pil(data, tv_err)
-    return central_square(img, resize)
-
-
-def decode_into(data: bytes, resize: int, out: torch.Tensor) -> None:
-    """``decode`` into ``out``, a (3, resize, resize) uint8 view of HWC memory (a batch slot).
-
-    The prepared store's images (resize x resize JPEGs) are decoded by simplejpeg straight into
-    the slot: 0.24 ms per 256x256 image against torchvision's 0.28 ms plus a 0.02 ms copy
-    (libjpeg-turbo both; measured on one core). Anything else goes through ``decode``."""
-    try:
-        h, w, colorspace, _ = simplejpeg.decode_jpeg_header(data)
-        if h == w == resize and colorspace in ("YCbCr", "Gray"):
-            simplejpeg.decode_jpeg(data, colorspace="RGB", buffer=out.permute(1, 2, 0).numpy())
-            return
-    except ValueError:  # not a JPEG, or a damaged one: decode() says which, or reads it anyway
-        pass
-    out.copy_(decode(data, resize))
-
-
-def decode_batch(encoded: list[torch.Tensor], device: torch.device) -> torch.Tensor:
-    """A prepared store's JPEGs (all resize x resize) decoded on ``device`` into one uint8 batch:
-    torchvision's batched nvJPEG decoder on a GPU, libjpeg-turbo on a CPU."""
-    return torch.stack(decode_jpeg(encoded, mode=ImageReadMode.RGB, device=device))
-
-
-def decode_pil(data: bytes, tv_err: Exception) -> torch.Tensor:
-    """The fallback for what torchvision does not decode (BMP, TIFF, ... named .JPEG). PIL
-    refuses truncated files too (ImageFile.LOAD_TRUNCATED_IMAGES stays False)."""
-    try:
-        with Image.open(io.BytesIO(data)) as im:
-            rgb = np.asarray(im.convert("RGB"))
-    except Exception as err:  # noqa: BLE001 - whatever PIL raises, the file is unreadable
-        raise UnreadableImage(f"torchvision: {str(tv_err).rsplit(', ', 1)[-1]}; PIL: {err}") from err
-    return torch.from_numpy(rgb.copy()).permute(2, 0, 1).contiguous()
-
-
-def central_square(img: torch.Tensor, size: int) -> torch.Tensor:
-    """Section 2: "rescaled the image such that the shorter side was of length 256, and then
-    cropped out the central 256x256 patch"."""
-    h, w = img.shape[-2:]
-    if h == w == size:  # the prepared store's images: nothing to do
-        return img
-    if min(h, w) != size:
-        img = TF.resize(img, size, antialias=True)
-    return TF.center_crop(img, [size, size])
+# On the CPU a training batch stays valid until the next-but-one is made: the training step is
+# done with batch k before batch k + 2 is augmented (the 77 MB float batch is reused, like the
+# loader's, see ``batches``). The test crops are fresh memory, the caller's to keep.
+TRAIN_DEPTH = 2
 
 
 def crop_offsets(size: int, crop: int) -> list[tuple[int, int]]:
@@ -117,7 +53,7 @@ class BatchAugment(nn.Module):
         self.register_buffer("mean", mean.float().contiguous(), persistent=False)
         self.register_buffer("mean_flipped", mean.float().flip(-1).contiguous(), persistent=False)
         self.crop_size, self.flip, self.pca_std = crop_size, flip, pca_std
-        self.outputs = BufferPool()
+        self.outputs = Ring(TRAIN_DEPTH)
         self.pca = pca_eigval is not None
         if self.pca:
             self.register_buffer("eigval", pca_eigval.float(), persistent=False)
@@ -131,14 +67,18 @@ class BatchAugment(nn.Module):
         left = torch.randint(0, size - c + 1, (b,), device=x.device)
         flipped = torch.rand(b, device=x.device) < 0.5 if self.flip else torch.zeros(b, dtype=torch.bool, device=x.device)
         noise = self.lighting_noise(b, x.device) if self.pca else None
-        return self.crops(x, top, left, flipped, noise)
+        out = self.outputs.take((b, x.shape[1], c, c), torch.float32) if x.device.type == "cpu" else None
+        return self.crops(x, top, left, flipped, noise, out)
 
     def crops(self, x: torch.Tensor, top: torch.Tensor, left: torch.Tensor, flipped: torch.Tensor,
-              noise: torch.Tensor | None = None) -> torch.Tensor:
+              noise: torch.Tensor | None = None, out: torch.Tensor | None = None) -> torch.Tensor:
         """float (B, 3, c, c): image b's c x c window at (top[b], left[b]), reflected where flipped[b],
         minus the mean image's same window (cropping the mean with the input, as Caffe does),
-        plus noise[b] (B, 3) on each pixel's RGB."""
-        return (self.crops_cpu if x.device.type == "cpu" else self.crops_gather)(x, top, left, flipped, noise)
+        plus noise[b] (B, 3) on each pixel's RGB. Written into ``out`` when given."""
+        if x.device.type != "cpu":
+            made = self.crops_gather(x, top, left, flipped, noise)
+            return made if out is None else out.copy_(made)
+        return self.crops_cpu(x, top, left, flipped, noise, out)
 
     def crops_gather(self, x, top, left, flipped, noise=None) -> torch.Tensor:
         c = self.crop_size
@@ -152,15 +92,15 @@ class BatchAugment(nn.Module):
             x += noise[:, None, None, :]
         return x.permute(0, 3, 1, 2).contiguous()
 
-    def crops_cpu(self, x, top, left, flipped, noise=None) -> torch.Tensor:
+    def crops_cpu(self, x, top, left, flipped, noise=None, out=None) -> torch.Tensor:
         # The CPU path (no GPU, or the benchmark): per image, while its window is in the cache.
         # Measured on one core, batch 128, 256 -> 224, from the loader's channels-last uint8 batch:
         # the gather above 3.5 ms/image (as much as the whole torchvision reference); numpy's
         # cast-copy then subtraction, then the noise over the batch 0.16 ms; torch.sub of the
         # window and the mean's window into the output, then the noise on that image 0.13 ms.
-        # The output reuses its 77 MB (a fresh one: 0.37 ms/image of page faults, see buffers).
         c, size = self.crop_size, x.shape[-1]
-        out = self.outputs.empty((x.shape[0], x.shape[1], c, c), np.float32)
+        if out is None:
+            out = torch.empty((x.shape[0], x.shape[1], c, c))
         m, m_flipped = self.mean, self.mean_flipped
         full_mean = m.shape[-1] > 1
         noises = noise[:, :, None, None].unbind(0) if noise is not None else None
@@ -189,9 +129,9 @@ class BatchAugment(nn.Module):
         offsets = crop_offsets(x.shape[-1], c)
         if crops == 1:
             offsets = offsets[-1:]
-        patches = []
-        for flip in (False, True) if crops == 10 else (False,):
-            for t, l in offsets:
-                full = lambda v: torch.full((b,), v, device=x.device)  # noqa: E731
-                patches.append(self.crops(x, full(t), full(l), full(flip).bool()))
-        return patches[0] if crops == 1 else torch.stack(patches, dim=1)
+        views = [(t, l, flip) for flip in ((False, True) if crops == 10 else (False,)) for t, l in offsets]
+        out = torch.empty((b, len(views), x.shape[1], c, c), device=x.device)
+        full = lambda v: torch.full((b,), v, device=x.device)  # noqa: E731
+        for k, (t, l, flip) in enumerate(views):  # each view straight into its place in the output
+            self.crops(x, full(t), full(l), full(flip).bool(), out=out[:, k])
+        return out[:, 0] if crops == 1 else out

@@ -1,0 +1,112 @@
+"""Model-step rounds that alternate, A B C A B C ...: the LightningModule, the bare loop over the
+same net, torchvision's AlexNet in that loop.
+
+One ``Trainer.fit`` runs all the Lightning rounds (the Trainer is built once); after every round
+of its steps a callback runs one round of each bare loop, in the same process, threads and
+batches. Work beside the benchmark then slows all three alike within a round, and the Lightning
+overhead is the median of the per-round ratios: sequential runs of the three (one fit, then one
+loop, then the other) moved it by several points between runs on a busy 2-core VM.
+"""
+
+import statistics
+import time
+
+import lightning as L
+import torch
+from torch.nn import functional as F
+from torch.profiler import record_function
+
+from alexnet.bench.model import BatchesOnDevice, Setup, host_batches, make_augment, sync
+
+
+class BareLoop:
+    """The plain PyTorch training step: host batch to device, augmentation, forward, loss,
+    backward, SGD. The ``bench::`` ranges name its phases for ``alexnet.bench.layers``."""
+
+    def __init__(self, net: torch.nn.Module, s: Setup):
+        self.s, self.net = s, net.to(s.device)
+        if s.channels_last:
+            self.net = self.net.to(memory_format=torch.channels_last)
+        if s.compile:
+            self.net.compile()
+        self.augment = make_augment(s)
+        self.opt = torch.optim.SGD(self.net.parameters(), lr=0.01, momentum=0.9, weight_decay=5e-4)
+        self.batches, self.i = host_batches(s, 2), 0
+
+    def step(self) -> None:
+        s = self.s
+        x, y = self.batches[self.i % 2]
+        self.i += 1
+        with record_function("bench::copy"):
+            x, y = x.to(s.device, non_blocking=True), y.to(s.device, non_blocking=True)
+        with record_function("bench::augment"):
+            x = self.augment.train_batch(x)
+            if s.channels_last:
+                x = x.contiguous(memory_format=torch.channels_last)
+        with torch.autocast(s.device, dtype=torch.bfloat16, enabled=s.precision.startswith("bf16")):
+            with record_function("bench::forward"):
+                logits = self.net(x)
+            with record_function("bench::loss"):
+                loss = F.cross_entropy(logits, y)
+        with record_function("bench::optimizer"):
+            self.opt.zero_grad(set_to_none=True)
+        with record_function("bench::backward"):
+            loss.backward()
+        with record_function("bench::optimizer"):
+            self.opt.step()
+
+    def seconds_per_step(self, steps: int) -> float:
+        sync(self.s.device)
+        start = time.perf_counter()
+        for _ in range(steps):
+            self.step()
+        sync(self.s.device)
+        return (time.perf_counter() - start) / steps
+
+
+class Alternate(L.Callback):
+    """Times the Lightning steps round by round (from the end of one round's bare loops to the
+    end of its last batch: data fetch, hooks, metrics and logging included) and runs the bare
+    loops' rounds in between. Syncs the device only at round boundaries."""
+
+    def __init__(self, s: Setup, loops: dict[str, BareLoop]):
+        self.s, self.loops, self.done, self.start = s, loops, 0, 0.0
+        self.seconds: dict[str, list[float]] = {"lightning": [], **{name: [] for name in loops}}
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+        s = self.s
+        self.done += 1
+        timed = self.done - s.warmup
+        if timed < 0 or timed % s.steps:
+            return
+        sync(s.device)
+        if timed == 0:  # the end of Lightning's warm-up: the bare loops warm up here too
+            for loop in self.loops.values():
+                loop.seconds_per_step(s.warmup)
+        else:
+            self.seconds["lightning"].append((time.perf_counter() - self.start) / s.steps)
+            for name, loop in self.loops.items():
+                self.seconds[name].append(loop.seconds_per_step(s.steps))
+        sync(s.device)
+        self.start = time.perf_counter()
+
+
+def alternate(s: Setup, module: L.LightningModule, loops: dict[str, BareLoop]) -> dict[str, list[float]]:
+    """Seconds per step of each round: {"lightning": [...], name: [...] for each bare loop}."""
+    # The plateau schedule steps on validation error, which a benchmark leaves out: SGD alone.
+    optimizer = module.configure_optimizers()["optimizer"]
+    module.configure_optimizers = lambda: optimizer
+    timer = Alternate(s, loops)
+    trainer = L.Trainer(
+        accelerator=s.device, devices=1, precision=s.precision, max_steps=s.warmup + s.rounds * s.steps,
+        limit_val_batches=0, logger=False, enable_checkpointing=False, enable_progress_bar=False,
+        enable_model_summary=False, callbacks=[timer],
+    )
+    trainer.fit(module, datamodule=BatchesOnDevice(s))
+    return timer.seconds
+
+
+def median_ratio(a: list[float], b: list[float]) -> tuple[float, float, float]:
+    """Median, min and max over rounds of a[i] / b[i]."""
+    ratios = [x / y for x, y in zip(a, b)]
+    return statistics.median(ratios), min(ratios), max(ratios)

@@ -1,0 +1,117 @@
+"""Measured ablation tables on any dataset: finished runs grouped by what they trained on and how.
+
+A group is one dataset (the ``data`` config chosen, e.g. imagenette, and its root folder), one
+test protocol (crops) and one setting: the overrides its runs share once the seed, the preset and
+what cannot change a result (loggers, workers, figures, folders) are set aside. In a group each
+preset is one row: runs, seeds, mean +- sample standard deviation over them, and the difference
+to the baseline preset with its standard error. So a ``-m 'experiment=alexnet_paper,ablation_x'
+seed=1,2,3`` sweep on Imagenette is one table, labelled with its dataset, setting and run counts.
+"""
+
+import math
+import os
+from pathlib import Path
+from statistics import mean, stdev
+
+import yaml
+from omegaconf import OmegaConf
+
+from alexnet.paths import RunDir, project_root
+
+# Overrides that name the group's other axes, or cannot change what a run measures.
+NOT_SETTING = ("seed=", "experiment=", "data=", "data.root=", "data.num_workers=", "data.cache_dir=", "logger", "figures=",
+               "hydra.", "paths.", "tags=", "ckpt_path=", "callbacks.progress_bar")
+
+
+def dataset_of(run_dir: Path) -> dict:
+    """The ``data`` config a run chose (Hydra's record) and its root folder, resolved; None where unknown."""
+    run = RunDir(run_dir)
+    name = root = None
+    try:
+        name = yaml.safe_load(run.hydra.read_text())["hydra"]["runtime"]["choices"].get("data")
+    except (OSError, KeyError, TypeError, AttributeError, yaml.YAMLError):
+        pass
+    try:
+        os.environ.setdefault("PROJECT_ROOT", str(project_root()))  # what the saved configs interpolate
+        raw = OmegaConf.select(OmegaConf.load(run.config), "data.root", throw_on_resolution_failure=True)
+        root = str(Path(raw).resolve()) if raw else None
+    except Exception:  # noqa: BLE001 - a config that no longer resolves: the dataset is only known by name
+        pass
+    return {"name": name, "root": root}
+
+
+def shown_root(root: str | None) -> str:
+    if not root:
+        return "root unknown"
+    relative = os.path.relpath(root, project_root())
+    return relative if relative.count("..") <= 1 else root
+
+
+def setting_of(run: dict) -> tuple[str, ...]:
+    return tuple(sorted(o for o in run.get("overrides") or [] if not o.lstrip("+~").startswith(NOT_SETTING)))
+
+
+def tested(run: dict) -> bool:
+    return run.get("status") == "finished" and "test/top1_err" in run and "test/top5_err" in run
+
+
+def groups(runs: list[dict]) -> dict[tuple, list[dict]]:
+    """(dataset name, root, test crops, setting) -> its finished, tested runs."""
+    out: dict[tuple, list[dict]] = {}
+    for run in filter(tested, runs):
+        data = run.get("data") or {}
+        key = (data.get("name") or "unknown", data.get("root"), run.get("test_crops"), setting_of(run))
+        out.setdefault(key, []).append(run)
+    return out
+
+
+def spread(values: list[float]) -> str:
+    """mean +- sample std (%); the mean alone for one run."""
+    m = 100 * mean(values)
+    return f"{m:.1f} ± {100 * stdev(values):.1f}" if len(values) > 1 else f"{m:.1f}"
+
+
+def delta(ablated: list[float], base: list[float]) -> str:
+    """Difference of the means (points) +- its standard error, when both sides have several seeds."""
+    d = 100 * (mean(ablated) - mean(base))
+    if len(ablated) > 1 and len(base) > 1:
+        se = 100 * math.sqrt(stdev(ablated) ** 2 / len(ablated) + stdev(base) ** 2 / len(base))
+        return f"{d:+.1f} ± {se:.1f}"
+    return f"{d:+.1f}"
+
+
+def table(runs: list[dict], base: str, paper: dict[str, tuple[str, str]]) -> tuple[list[str], list[list[str]]]:
+    """One row per preset: the baseline first, then the paper's ablations in ``paper``'s order, then the rest."""
+    header = ["Preset", "runs", "seeds", "Top-1 err (%)", "Top-5 err (%)", f"Top-1 delta vs {base}", f"Top-5 delta vs {base}",
+              "paper delta (top-1 / top-5)"]
+    by_preset: dict[str, list[dict]] = {}
+    for run in runs:
+        by_preset.setdefault(str(run.get("experiment")), []).append(run)
+    order = [base, *paper, *sorted(by_preset)]
+    rows = []
+    for preset in dict.fromkeys(p for p in order if p in by_preset):
+        group = by_preset[preset]
+        top1, top5 = ([r[f"test/{k}_err"] for r in group] for k in ("top1", "top5"))
+        seeds = ", ".join(str(s) for s in sorted({r.get("seed") for r in group}, key=str))
+        if preset != base and base in by_preset:
+            base1, base5 = ([r[f"test/{k}_err"] for r in by_preset[base]] for k in ("top1", "top5"))
+            d1, d5 = delta(top1, base1), delta(top5, base5)
+        else:
+            d1 = d5 = ""
+        paper_delta = " / ".join(paper[preset]) if preset in paper else ""
+        rows.append([preset, str(len(group)), seeds, spread(top1), spread(top5), d1, d5, paper_delta])
+    return header, rows
+
+
+def measured_tables(runs: list[dict], base: str, paper: dict[str, tuple[str, str]]) -> list[tuple[str, str, tuple]]:
+    """(file stem, title, (header, rows)) per group, largest groups first."""
+    out = []
+    ranked = sorted(groups(runs).items(), key=lambda kv: (-len(kv[1]), kv[0][0], str(kv[0][1])))
+    for i, ((name, root, crops, setting), group) in enumerate(ranked):
+        crop = {10: "ten-crop", 1: "centre-crop"}.get(crops, f"{crops}-crop")
+        runs_ = f"{len(group)} finished run{'s' if len(group) > 1 else ''}"
+        title = (f"Measured on {name} ({shown_root(root)}): {crop} test error (%), {runs_}\n\n"
+                 f"Setting (overrides shared by these runs): `{' '.join(setting) or 'none'}`. Mean ± sample std over seeds; "
+                 f"delta = preset minus {base} in points (> 0: the component helps) ± its standard error.")
+        out.append((f"measured_{name}_{i}", title, table(group, base, paper)))
+    return out

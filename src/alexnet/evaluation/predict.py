@@ -1,0 +1,95 @@
+"""The top-k classes of image files, seen as the run's own test images are seen.
+
+Like Caffe's classify.py and timm's inference.py, with this project's preprocessing taken from
+the run itself: its DataModule is rebuilt from ``<run>/.hydra/config.yaml`` (``evaluate`` does the
+same for eval.py), so resize, crop size and the training set's mean image are the run's, and the
+class names are its data root's (labels.txt / synsets.txt / the ILSVRC devkit, else the folder names).
+"""
+
+import os
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from alexnet.data.sources import IMAGE_EXTENSIONS
+from alexnet.errors import ConfigError
+from alexnet.evaluation.evaluate import build_datamodule, data_config, find_members
+from alexnet.paths import project_root
+from alexnet.training.module import load_module
+
+
+@dataclass
+class Prediction:
+    image: str
+    classes: list[str]  # class folder names (wnids), most probable first
+    names: list[str]  # their human-readable names
+    probabilities: list[float]
+
+    def as_dict(self) -> dict:
+        top = [{"class": c, "name": n, "probability": round(p, 6)}
+               for c, n, p in zip(self.classes, self.names, self.probabilities)]
+        return {"image": self.image, "top": top}
+
+
+def image_files(paths: Iterable[str]) -> list[Path]:
+    """Files as given (whatever their extension: an unreadable one is reported later), folders
+    searched recursively for .jpeg / .jpg / .png, in sorted order."""
+    files = []
+    for raw in paths:
+        path = Path(raw).expanduser()
+        if path.is_dir():
+            found = sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS)
+            if not found:
+                raise FileNotFoundError(f"{path}: no .jpeg, .jpg or .png file in this folder")
+            files += found
+        elif path.is_file():
+            files.append(path)
+        else:
+            raise FileNotFoundError(f"{path}: no such image or folder")
+    return files
+
+
+class Predictor:
+    """One trained network and its run's test-time preprocessing."""
+
+    def __init__(self, run_or_checkpoint: str, crops: int = 1, data_root: str | None = None, device: str | None = None):
+        if crops not in (1, 10):
+            raise ConfigError(f"--crops must be 1 (centre) or 10 (corners, centre, reflections), got {crops}")
+        os.environ.setdefault("PROJECT_ROOT", str(project_root()))  # what the run's saved config interpolates
+        members, _ = find_members([run_or_checkpoint])
+        if len(members) > 1:
+            raise ConfigError(f"{run_or_checkpoint} holds {len(members)} runs (a multirun folder): "
+                              "pass one run folder or checkpoint")
+        member = members[0]
+        self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        self.module = load_module(member.checkpoint, map_location=self.device).eval()
+        self.checkpoint, self.crops = member.checkpoint, crops
+        data = data_config(member, self.module, data_root)
+        # The test split is only listed (never read): the mean image comes from the training run's cache.
+        self.datamodule = build_datamodule(data, data.get("test_split") or "val", crops, batch_size=1, num_workers=0)
+        self.classes = self.datamodule.datasets["train"].classes
+        self.names = self.datamodule.class_names()
+        if self.module.net.num_classes != len(self.classes):
+            raise ConfigError(f"{member.checkpoint} has {self.module.net.num_classes} classes; "
+                              f"{self.datamodule.root} has {len(self.classes)}")
+
+    def predict(self, files: list[Path], top_k: int = 5, batch_size: int = 32) -> Iterator[Prediction | tuple[Path, str]]:
+        """A Prediction per readable file, (file, reason) per unreadable one, in the order given."""
+        k = min(top_k, len(self.classes))
+        for start in range(0, len(files), batch_size):
+            inputs, readable = [], []
+            for path in files[start : start + batch_size]:
+                try:
+                    inputs.append(self.datamodule.preprocess(path.read_bytes(), self.crops))
+                    readable.append(path)
+                except (OSError, ValueError) as err:  # unreadable, truncated, not an image
+                    yield path, str(err).splitlines()[0]
+            if not inputs:
+                continue
+            with torch.inference_mode():
+                probs = self.module.predict_proba(torch.stack(inputs).to(self.device), self.crops).cpu()
+            top = probs.topk(k, dim=1)
+            for path, values, indices in zip(readable, top.values.tolist(), top.indices.tolist()):
+                yield Prediction(str(path), [self.classes[i] for i in indices], [self.names[i] for i in indices], values)

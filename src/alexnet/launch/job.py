@@ -1,0 +1,59 @@
+"""One job of ``python train.py``: run it, and turn how it ended into the exit the caller expects.
+
+A single run exits 2 on a config error and 128+signal (or the stop's own code) when stopped. In a
+multirun a job that cannot go on is recorded (its summary.json) and the next job starts, since
+exiting here would end the whole sweep; signals still end it.
+"""
+
+import logging
+import sys
+
+from omegaconf import DictConfig
+
+
+def run_job(cfg: DictConfig) -> float | None:
+    """Returns the validation top-1 error, the value a Hydra sweeper optimises."""
+    from alexnet.training.run import ConfigError, RunStopped, train
+
+    if cfg.get("fig1"):  # experiment=fig1_relu_vs_tanh: the CIFAR-10 ReLU/tanh comparison, not AlexNet
+        from alexnet.experiments.fig1 import run_from_config
+
+        run_from_config(cfg)
+        return None
+    from alexnet.launch.sweeps import JobFailed
+
+    # In a multirun a job that cannot go on is recorded (its summary.json) and the next job starts:
+    # exiting here would end the whole sweep. Signals still end it.
+    sweep = sweep_dir()
+    try:
+        summary = train(cfg)
+    except ConfigError as err:
+        print(f"config error: {err}", file=sys.stderr)
+        if sweep:
+            raise JobFailed(f"config error: {err}", sweep) from None
+        sys.exit(2)
+    except RunStopped as stop:  # SIGTERM/SIGINT (checkpoint saved), a diverged loss, a failed checkpoint write
+        rank_zero = stop.global_zero
+        if rank_zero:
+            print(stop, file=sys.stderr)
+        if stop.then is not None:
+            stop.then()  # submitit (hydra/launcher=slurm): requeue this job; it resumes from last.ckpt
+        if sweep and stop.status != "interrupted" and rank_zero:
+            raise JobFailed(str(stop), sweep) from None
+        # DDP ranks > 0 exit 0: Lightning's launcher kills rank 0 when a child exits non-zero.
+        sys.exit(stop.exit_code if rank_zero else 0)
+    except Exception as err:
+        if not sweep:
+            raise
+        logging.getLogger("train").error(f"job failed: {type(err).__name__}: {err}", exc_info=err)
+        raise JobFailed(f"{type(err).__name__}: {err}", sweep) from None
+    return summary.get("val/top1_err")  # the value a Hydra sweeper optimises
+
+
+def sweep_dir() -> str | None:
+    """The multirun's folder when this job is one of a multirun, else None."""
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+
+    hydra = HydraConfig.get()
+    return str(hydra.sweep.dir) if hydra.mode == RunMode.MULTIRUN else None

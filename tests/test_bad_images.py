@@ -1,0 +1,119 @@
+"""Files that are no images, alike in every split and every command: an empty file, a truncated
+JPEG and a text file named .JPEG. Training and the statistics pass skip and count them (up to
+data.max_bad_images), validation and test stop naming the file, prepare lists them."""
+
+import io
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from alexnet.data import ImageFolderDataModule, synthetic
+from alexnet.data.batches import image_memory
+from alexnet.data.decode import UnreadableImage, decode, decode_into
+from alexnet.data.unreadable import TooManyUnreadableImages
+from conftest import ROOT, run_train
+
+KINDS = ("empty", "truncated", "text")
+REASONS = {"empty": "empty file", "truncated": "truncated", "text": "cannot identify image file"}
+
+
+def good_jpeg(label: int, seed: int) -> bytes:
+    buffer = io.BytesIO()
+    synthetic.render(label, 80, np.random.default_rng([label, seed])).save(buffer, format="JPEG", quality=90)
+    return buffer.getvalue()
+
+
+def bad_bytes(kind: str) -> bytes:
+    return {"empty": b"", "truncated": good_jpeg(0, 99)[:600], "text": b"user,label\nalice,3\n"}[kind]
+
+
+def folder(root: Path, bad: dict[str, list[str]]) -> Path:
+    """root/{train,val,test}/{n00000001,n00000002}/: 6, 2 and 2 good JPEGs per class, plus
+    ``bad[split]``'s kinds of bad file as <kind>.JPEG in the first class."""
+    for split, n in (("train", 6), ("val", 2), ("test", 2)):
+        for label, wnid in enumerate(("n00000001", "n00000002")):
+            (root / split / wnid).mkdir(parents=True)
+            for i in range(n):
+                (root / split / wnid / f"{i}.JPEG").write_bytes(good_jpeg(label, i))
+        for kind in bad.get(split, []):
+            (root / split / "n00000001" / f"{kind}.JPEG").write_bytes(bad_bytes(kind))
+    return root
+
+
+def module(root: Path, **kw) -> ImageFolderDataModule:
+    args = dict(root=str(root), resize=64, crop_size=56, batch_size=5, num_workers=0, stats_images=0, test_split="test")
+    return ImageFolderDataModule(**{**args, **kw})
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_every_decoder_path_raises_unreadable_image(kind):
+    with pytest.raises(UnreadableImage, match=REASONS[kind]):
+        decode(bad_bytes(kind), 64)
+    with pytest.raises(UnreadableImage, match=REASONS[kind]):
+        decode_into(bad_bytes(kind), 64, image_memory(64))
+
+
+def test_training_skips_each_kind_and_names_it(tmp_path):
+    dm = module(folder(tmp_path, {"train": list(KINDS)}), mean="none", pca_lighting=False)
+    dm.setup("fit")
+    skipped = [name for x, y, names in dm.train_dataloader() for name in names]
+    assert len(skipped) == 3  # 15 files, 3 batches of 5: each bad one met once, its place taken by a good one
+    for kind in KINDS:
+        assert any(f"{kind}.JPEG: " in s and REASONS[kind] in s for s in skipped), (kind, skipped)
+
+
+@pytest.mark.parametrize("split", ["val", "test"])
+@pytest.mark.parametrize("kind", KINDS)
+def test_validation_and_test_refuse_naming_the_file(tmp_path, split, kind):
+    dm = module(folder(tmp_path, {split: [kind]}), mean="none", pca_lighting=False)
+    dm.setup("fit")
+    with pytest.raises(UnreadableImage, match=f"{split}/n00000001/{kind}.JPEG: .*{REASONS[kind]}"):
+        list(dm.val_dataloader() if split == "val" else dm.test_dataloader())
+
+
+def test_the_statistics_pass_skips_and_counts_them_like_training(tmp_path, caplog):
+    root = folder(tmp_path, {"train": list(KINDS)})
+    with caplog.at_level("WARNING"):
+        module(root).setup("fit")
+    assert "the statistics pass: skipped 3 unreadable training images (data.max_bad_images=100)" in caplog.text
+    assert all(f"{kind}.JPEG" in caplog.text for kind in KINDS)
+    with pytest.raises(TooManyUnreadableImages, match="data.max_bad_images: 3 unreadable training images in the statistics pass, "
+                                                      "more than the 2 allowed"):
+        module(root, cache_dir=str(tmp_path / "other-cache"), max_bad_images=2).setup("fit")
+
+
+def prepare(src: Path, out: Path) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "alexnet.data.prepare", str(src), str(out), "--workers", "2", "--shard-size", "4",
+                           "--resize", "64"], cwd=ROOT, capture_output=True, text=True, timeout=300, env={**os.environ, "COLUMNS": "200"})
+
+
+def test_prepare_lists_every_kind_in_every_split_and_its_rerun_completes(tmp_path):
+    src = folder(tmp_path / "src", {"train": list(KINDS), "val": list(KINDS)})
+    first = prepare(src, tmp_path / "store")
+    assert first.returncode == 0, first.stdout[-2000:] + first.stderr[-3000:]
+    rows = [line.split("\t") for line in (tmp_path / "store" / "unreadable.tsv").read_text().splitlines()[1:]]
+    listed = {(split, Path(image).name): reason for split, image, reason in rows}
+    assert set(listed) == {(split, f"{kind}.JPEG") for split in ("train", "val") for kind in KINDS}
+    for (_, name), reason in listed.items():
+        assert REASONS[name.split(".")[0]] in reason
+    again = prepare(src, tmp_path / "store")
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert "already done" in again.stdout and "6 unreadable images left out" in again.stdout
+
+
+def test_train_py_skips_them_in_training_and_stops_on_one_in_validation(tmp_path):
+    common = ["data=imagefolder", "data.resize=76", "data.crop_size=67", "data.batch_size=5", "data.num_workers=0",
+              "data.test_split=val", "trainer.max_epochs=1", "test=false", "logger=none", "++figures=false"]
+    root = folder(tmp_path / "skipped", {"train": list(KINDS)})
+    run_train(*common, f"data.root={root}", f"hydra.run.dir={tmp_path}/run")
+    log = next((tmp_path / "run").glob("*.log")).read_text()
+    assert "the statistics pass: skipped 3 unreadable training images" in log
+    assert "epoch 0: skipped 3 unreadable training images (data.max_bad_images=100)" in log
+    root = folder(tmp_path / "refused", {"val": ["empty"]})
+    refused = run_train(*common, f"data.root={root}", f"hydra.run.dir={tmp_path}/refused-run", check=False)
+    assert refused.returncode != 0
+    assert f"{root}/val/n00000001/empty.JPEG: empty file (0 bytes)" in refused.stdout + refused.stderr

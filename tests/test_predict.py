@@ -1,0 +1,122 @@
+"""predict.py on real photos (Imagenette), with a network trained here by train.py (two steps).
+
+The probabilities must be those of the run's own test pipeline (its data module, mean image and
+crops) on the same photo; names come from the data root's labels.txt."""
+
+import contextlib
+import csv
+import importlib.util
+import io
+import json
+import subprocess
+import sys
+
+import pytest
+import torch
+from hydra.utils import instantiate
+from omegaconf import OmegaConf
+
+from alexnet.training.module import load_module
+from conftest import ROOT, SHARED_DATA, run_train
+
+PHOTOS = SHARED_DATA / "imagenette-mini"
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    if not PHOTOS.is_dir():
+        pytest.skip(f"real photos not available: {PHOTOS} is absent (it sits beside the project in CI)")
+    tmp = tmp_path_factory.mktemp("predict")
+    run_train("data=imagenette", "data.resize=76", "data.crop_size=67", f"data.cache_dir={tmp}/cache", "data.stats_images=200",
+              "data.batch_size=8", "data.num_workers=0", "trainer.max_epochs=1", "+trainer.limit_train_batches=2",
+              "+trainer.limit_val_batches=1", "test=false", "figures=false", "logger=none", f"hydra.run.dir={tmp}/run")
+    return tmp / "run"
+
+
+@pytest.fixture(scope="module")
+def labels() -> dict[str, str]:
+    return dict(line.split(maxsplit=1) for line in (PHOTOS / "labels.txt").read_text().splitlines() if line.strip())
+
+
+def val_photos(n: int) -> list:
+    """n photos from n different classes of the validation split."""
+    return [sorted(folder.glob("*.JPEG"))[0] for folder in sorted((PHOTOS / "val").iterdir())[:n]]
+
+
+def predict(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, str(ROOT / "predict.py"), *map(str, args)], cwd=ROOT, capture_output=True, text=True,
+                          timeout=300)
+
+
+def test_one_photo_prints_its_top5_names_and_probabilities(run, labels):
+    photo = val_photos(1)[0]
+    proc = predict(run, photo)
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.splitlines()
+    assert lines[0] == f"{photo}:" and len(lines) == 6
+    names = [line.split(". ", 1)[1].rsplit("%", 1)[0].rsplit(None, 1)[0].strip() for line in lines[1:]]
+    probs = [float(line.rsplit("%", 1)[0].rsplit(None, 1)[1]) for line in lines[1:]]
+    assert set(names) <= set(labels.values()) and len(set(names)) == 5  # "tench", "English_springer", ...: labels.txt's
+    assert probs == sorted(probs, reverse=True) and sum(probs) <= 100.05
+    assert "1 of 1 images classified (centre crop" in proc.stderr
+
+
+def test_ten_crop_probabilities_are_the_runs_own_test_pipeline(run, tmp_path):
+    photos = val_photos(3)
+    out = tmp_path / "p.json"
+    proc = predict(run, *photos, "--crops", "10", "--json", "--out", out)
+    assert proc.returncode == 0, proc.stderr
+    rows = json.loads(out.read_text())
+    assert [r["image"] for r in rows] == [str(p) for p in photos]
+    # By hand: the run's data module as eval.py builds it, its val images, the module's ten-crop average.
+    cfg = OmegaConf.load(run / ".hydra" / "config.yaml")
+    data = instantiate({**OmegaConf.to_container(cfg.data, resolve=True), "num_workers": 0})
+    data.setup("test")
+    module = load_module(run / "checkpoints" / "last.ckpt").eval()
+    val = data.datasets["val"]
+    for photo, row in zip(photos, rows):
+        image, label = val[val.ids.index(f"val/{photo.parent.name}/{photo.name}")]
+        with torch.no_grad():
+            expected = module.predict_proba(data.augment.eval_batch(image[None], 10), 10)[0]
+        top = expected.topk(5)
+        assert [t["class"] for t in row["top"]] == [val.classes[i] for i in top.indices.tolist()]
+        assert [t["probability"] for t in row["top"]] == pytest.approx(top.values.tolist(), abs=1e-5)
+
+
+def test_a_folder_gives_a_csv_row_per_readable_image_and_names_the_unreadable(run, tmp_path):
+    folder = tmp_path / "photos"
+    (folder / "sub").mkdir(parents=True)
+    photos = val_photos(2)
+    for p in photos:
+        (folder / p.name).symlink_to(p)
+    (folder / "sub" / "truncated.JPEG").write_bytes(photos[0].read_bytes()[:2000])
+    (folder / "notes.jpg").write_text("not an image")
+    (folder / "readme.txt").write_text("not an image, and not named like one: not read")
+    proc = predict(run, folder)
+    assert proc.returncode == 0, proc.stderr
+    rows = list(csv.reader(io.StringIO(proc.stdout)))
+    assert rows[0][:4] == ["image", "class_1", "name_1", "probability_1"] and len(rows[0]) == 1 + 3 * 5
+    assert sorted(r[0] for r in rows[1:]) == sorted(str(folder / p.name) for p in photos)
+    assert f"skipped {folder / 'sub' / 'truncated.JPEG'}" in proc.stderr and f"skipped {folder / 'notes.jpg'}" in proc.stderr
+    assert "2 of 4 images classified" in proc.stderr and "2 unreadable, skipped" in proc.stderr
+
+
+def test_all_unreadable_fails_and_bad_arguments_name_the_problem(run, tmp_path):
+    bad = tmp_path / "bad.JPEG"
+    bad.write_bytes(b"\xff\xd8 truncated")
+    spec = importlib.util.spec_from_file_location("predict_cli", ROOT / "predict.py")  # main() in this process: no restart
+    cli = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(cli)
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        assert cli.main([str(run), str(bad)]) == 1
+        assert cli.main([str(run), str(tmp_path / "missing.JPEG")]) == 2
+        assert cli.main([str(tmp_path / "no-run"), str(bad)]) == 2
+        with pytest.raises(SystemExit):  # argparse's own message for a bad choice
+            cli.main([str(run), str(bad), "--crops", "5"])
+    assert out.getvalue() == ""
+    err = err.getvalue()
+    assert f"skipped {bad}: " in err and "0 of 1 images classified" in err
+    assert f"predict error: {tmp_path / 'missing.JPEG'}: no such image or folder" in err
+    assert f"predict error: {tmp_path / 'no-run'}: no such checkpoint or folder" in err
+    assert "argument --crops: invalid choice: 5" in err
