@@ -17,25 +17,32 @@ os.environ.setdefault("PROJECT_ROOT", str(ROOT))  # the run folders' configs int
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0].split(": ", 1)[1])
     parser.add_argument("paths", nargs="+", help="checkpoint files, run folders or multirun folders")
-    parser.add_argument("--split", default="val",
-                        help="split folder to evaluate (default: val; ILSVRC-2012: val is the test set)")
-    parser.add_argument("--crops", type=int, default=10, choices=(1, 10),
-                        help="10 (default): the paper's ten patches; 1: centre crop")
+    parser.add_argument(
+        "--split", default="val", help="split folder to evaluate (default: val; ILSVRC-2012: val is the test set)"
+    )
+    parser.add_argument(
+        "--crops", type=int, default=10, choices=(1, 10), help="10 (default): the paper's ten patches; 1: centre crop"
+    )
     parser.add_argument("--batch-size", type=int, default=64, help="images per batch (default: %(default)s)")
-    parser.add_argument("--num-workers", type=int, default=max(0, (os.cpu_count() or 1) - 1),
-                        help="loader processes (default: one per CPU core but one, here %(default)s)")
+    parser.add_argument(
+        "--num-workers",
+        type=int,
+        default=max(0, (os.cpu_count() or 1) - 1),
+        help="loader processes (default: one per CPU core but one, here %(default)s)",
+    )
     parser.add_argument("--data-root", default=None, help="the dataset folder, when not the one in the run's config")
     parser.add_argument("--device", default=None, help="cuda or cpu (default: cuda when available)")
     parser.add_argument("--out", type=Path, default=None, help="default: outputs/evals/<time>/results.json")
     args = parser.parse_args(argv)
 
-    from alexnet.training.config import ConfigError
     from alexnet.evaluation.evaluate import RESULTS, evaluate
+    from alexnet.training.config import ConfigError
 
     out = args.out or ROOT / "outputs" / "evals" / time.strftime("%Y-%m-%d_%H-%M-%S") / RESULTS
     try:
-        results = evaluate(args.paths, args.split, args.crops, args.batch_size, args.num_workers, args.data_root, args.device,
-                           out)
+        results = evaluate(
+            args.paths, args.split, args.crops, args.batch_size, args.num_workers, args.data_root, args.device, out
+        )
     except (ConfigError, FileNotFoundError) as err:
         print(f"eval error: {err}", file=sys.stderr)
         sys.exit(2)
@@ -43,8 +50,10 @@ def main(argv: list[str] | None = None) -> None:
     for m in results["members"]:
         print(f"{m['checkpoint']}: top-1 {100 * m['top1_err']:.2f}%  top-5 {100 * m['top5_err']:.2f}%")
     e = results["ensemble"]
-    print(f"ensemble of {e['size']} ({crop}, {results['split']}, {results['images']} images): "
-          f"top-1 error {100 * e['top1_err']:.2f}%  top-5 error {100 * e['top5_err']:.2f}%")
+    print(
+        f"ensemble of {e['size']} ({crop}, {results['split']}, {results['images']} images): "
+        f"top-1 error {100 * e['top1_err']:.2f}%  top-5 error {100 * e['top5_err']:.2f}%"
+    )
     for s in results["skipped"]:
         print(f"skipped {s['run_dir']}: {s['status']}")
     print(f"results: {out}")

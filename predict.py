@@ -21,14 +21,20 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[1].replace("\n", " "), usage=None)
     parser.add_argument("run", help="a run folder (its tested checkpoint, else last.ckpt) or a checkpoint file")
     parser.add_argument("images", nargs="+", help="image files and folders (searched recursively for .jpeg/.jpg/.png)")
-    parser.add_argument("--crops", type=int, default=1, choices=(1, 10),
-                        help="1 (default): the centre crop; 10: the paper's four corners and centre and their reflections")
+    parser.add_argument(
+        "--crops",
+        type=int,
+        default=1,
+        choices=(1, 10),
+        help="1 (default): the centre crop; 10: the paper's four corners and centre and their reflections",
+    )
     parser.add_argument("--top-k", type=int, default=5, help="how many classes per image (default: %(default)s)")
     parser.add_argument("--json", action="store_true", help="JSON instead of the text list (one image) or the CSV table")
     parser.add_argument("--out", type=Path, default=None, help="write the output here instead of stdout")
     parser.add_argument("--batch-size", type=int, default=32, help="images per forward pass (default: %(default)s)")
-    parser.add_argument("--data-root", default=None,
-                        help="the dataset folder (mean image, class names), when not the one in the run's config")
+    parser.add_argument(
+        "--data-root", default=None, help="the dataset folder (mean image, class names), when not the one in the run's config"
+    )
     parser.add_argument("--device", default=None, help="cuda or cpu (default: cuda when available)")
     args = parser.parse_args(argv)
     if args.top_k < 1:
@@ -90,8 +96,13 @@ def main(argv: list[str] | None = None) -> int:
         else:
             sys.stdout.write(text)
     where = f" -> {args.out}" if args.out and rows else ""
-    err.print(f"{len(rows)} of {len(files)} images classified ({crop}, {predictor.checkpoint}){where}"
-              + (f"; {len(failed)} unreadable, skipped" if failed else ""), markup=False, highlight=False, soft_wrap=True)
+    err.print(
+        f"{len(rows)} of {len(files)} images classified ({crop}, {predictor.checkpoint}){where}"
+        + (f"; {len(failed)} unreadable, skipped" if failed else ""),
+        markup=False,
+        highlight=False,
+        soft_wrap=True,
+    )
     return 1 if not rows else 0
 
 

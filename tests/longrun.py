@@ -10,9 +10,17 @@ import torch
 from conftest import ROOT, compose_train
 from hydra.utils import instantiate
 
-TINY = ["data.train_per_class=8", "data.val_per_class=4", "data.batch_size=8", "data.num_workers=0",
-        "+trainer.limit_val_batches=1", "test=false", "logger=none", "++figures=false",
-        "++callbacks.model_checkpoint.save_top_k=0"]  # last.ckpt only: half the writes
+TINY = [
+    "data.train_per_class=8",
+    "data.val_per_class=4",
+    "data.batch_size=8",
+    "data.num_workers=0",
+    "+trainer.limit_val_batches=1",
+    "test=false",
+    "logger=none",
+    "++figures=false",
+    "++callbacks.model_checkpoint.save_top_k=0",
+]  # last.ckpt only: half the writes
 
 
 def tiny(data_root: Path, run: Path, epochs: int, *extra: str) -> list[str]:
@@ -35,8 +43,9 @@ def start(*args: str, log: Path) -> subprocess.Popen:
     """train.py in the background (for signals), its output in LOG."""
     env = {**os.environ, "PYTHONUNBUFFERED": "1", "COLUMNS": "120"}
     with open(log, "w") as out:
-        return subprocess.Popen([sys.executable, str(ROOT / "train.py"), *args], cwd=ROOT, env=env, stdout=out,
-                                stderr=subprocess.STDOUT)
+        return subprocess.Popen(
+            [sys.executable, str(ROOT / "train.py"), *args], cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT
+        )
 
 
 def wait_for(proc: subprocess.Popen, ready, timeout: float = 240, poll: float = 0.01):

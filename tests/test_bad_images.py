@@ -10,12 +10,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import ROOT, run_train
 
 from alexnet.data import ImageFolderDataModule, synthetic
 from alexnet.data.batches import image_memory
 from alexnet.data.decode import UnreadableImage, decode, decode_into
 from alexnet.data.unreadable import TooManyUnreadableImages
-from conftest import ROOT, run_train
 
 KINDS = ("empty", "truncated", "text")
 REASONS = {"empty": "empty file", "truncated": "truncated", "text": "cannot identify image file"}
@@ -81,14 +81,34 @@ def test_the_statistics_pass_skips_and_counts_them_like_training(tmp_path, caplo
         module(root).setup("fit")
     assert "the statistics pass: skipped 3 unreadable training images (data.max_bad_images=100)" in caplog.text
     assert all(f"{kind}.JPEG" in caplog.text for kind in KINDS)
-    with pytest.raises(TooManyUnreadableImages, match="data.max_bad_images: 3 unreadable training images in the statistics pass, "
-                                                      "more than the 2 allowed"):
+    with pytest.raises(
+        TooManyUnreadableImages,
+        match="data.max_bad_images: 3 unreadable training images in the statistics pass, more than the 2 allowed",
+    ):
         module(root, cache_dir=str(tmp_path / "other-cache"), max_bad_images=2).setup("fit")
 
 
 def prepare(src: Path, out: Path) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "alexnet.data.prepare", str(src), str(out), "--workers", "2", "--shard-size", "4",
-                           "--resize", "64"], cwd=ROOT, capture_output=True, text=True, timeout=300, env={**os.environ, "COLUMNS": "200"})
+    return subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "alexnet.data.prepare",
+            str(src),
+            str(out),
+            "--workers",
+            "2",
+            "--shard-size",
+            "4",
+            "--resize",
+            "64",
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "COLUMNS": "200"},
+    )
 
 
 def test_prepare_lists_every_kind_in_every_split_and_its_rerun_completes(tmp_path):
@@ -106,8 +126,18 @@ def test_prepare_lists_every_kind_in_every_split_and_its_rerun_completes(tmp_pat
 
 
 def test_train_py_skips_them_in_training_and_stops_on_one_in_validation(tmp_path):
-    common = ["data=imagefolder", "data.resize=76", "data.crop_size=67", "data.batch_size=5", "data.num_workers=0",
-              "data.test_split=val", "trainer.max_epochs=1", "test=false", "logger=none", "++figures=false"]
+    common = [
+        "data=imagefolder",
+        "data.resize=76",
+        "data.crop_size=67",
+        "data.batch_size=5",
+        "data.num_workers=0",
+        "data.test_split=val",
+        "trainer.max_epochs=1",
+        "test=false",
+        "logger=none",
+        "++figures=false",
+    ]
     root = folder(tmp_path / "skipped", {"train": list(KINDS)})
     run_train(*common, f"data.root={root}", f"hydra.run.dir={tmp_path}/run")
     log = next((tmp_path / "run").glob("*.log")).read_text()

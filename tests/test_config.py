@@ -1,13 +1,13 @@
 """Every config group composes, each paper ablation is one override, bad configs stop with one clear message."""
 
 import pytest
+from conftest import ROOT, compose_train, run_train
 from omegaconf import OmegaConf
 
 from alexnet.errors import ConfigError
-from alexnet.training.config import validate
 from alexnet.models import AlexNet
+from alexnet.training.config import validate
 from alexnet.training.optim import PaperSGD
-from conftest import ROOT, compose_train, run_train
 
 GROUP_OPTIONS = {
     group: sorted(p.stem for p in (ROOT / "conf" / group).glob("*.yaml"))
@@ -49,7 +49,14 @@ def test_defaults_are_the_papers():
     assert (o.lr, o.momentum, o.weight_decay, o.lr_factor, o.lr_reductions) == (0.01, 0.9, 0.0005, 0.1, 3)
     d = compose_train("experiment=alexnet_paper").data
     assert (d.resize, d.crop_size, d.flip, d.pca_lighting, d.pca_std, d.test_crops, d.batch_size, d.num_classes) == (
-        256, 227, True, True, 0.1, 10, 128, 1000,
+        256,
+        227,
+        True,
+        True,
+        0.1,
+        10,
+        128,
+        1000,
     )
     assert compose_train("experiment=alexnet_paper").trainer.max_epochs == 90
 

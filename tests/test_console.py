@@ -7,11 +7,11 @@ import sys
 from collections import Counter
 
 import pytest
+from conftest import ROOT, run_train
 from lightning.pytorch.utilities.model_summary import get_human_readable_count
 
 from alexnet.callbacks.summary import forward_flops
 from alexnet.models import AlexNet
-from conftest import ROOT, run_train
 
 HYDRA_LINE = re.compile(r"^\[\d{4}-\d\d-\d\d [\d:,]+\]\[[\w.]+\]\[(INFO|WARNING|ERROR)\] - ")
 
@@ -23,8 +23,9 @@ def progress_line(line: str) -> bool:
 
 def test_train_prints_each_message_once_in_hydras_format_without_advertisements(tmp_path):
     run = tmp_path / "run"
-    proc = run_train("debug=fdr", f"data.root={tmp_path}/synthetic", "data.train_per_class=8", "data.val_per_class=4",
-                     f"hydra.run.dir={run}")
+    proc = run_train(
+        "debug=fdr", f"data.root={tmp_path}/synthetic", "data.train_per_class=8", "data.val_per_class=4", f"hydra.run.dir={run}"
+    )
     lines = [line.rstrip() for line in (proc.stdout + proc.stderr).splitlines() if line.strip()]
     repeated = [line for line, n in Counter(line for line in lines if not progress_line(line)).items() if n > 1]
     assert not repeated, "\n".join(repeated)

@@ -13,8 +13,7 @@ import pytest
 import torch
 from PIL import Image
 
-from alexnet.data import ImageFolderDataModule, SyntheticDataModule
-from alexnet.data import synthetic
+from alexnet.data import ImageFolderDataModule, SyntheticDataModule, synthetic
 from alexnet.data.augment import IMAGENET_EIGVAL, IMAGENET_EIGVEC, BatchAugment, crop_offsets
 from alexnet.data.batches import FilledBatch, Ring, collate
 from alexnet.data.datasets import ImageRecords, SkipUnreadable
@@ -98,8 +97,13 @@ def test_class_count_mismatch_is_a_clear_error(tiny_synthetic):
 
 
 def test_synthetic_datamodule_never_reads_an_ungenerated_folder(tmp_path):
-    dm = SyntheticDataModule(train_per_class=1, val_per_class=1, image_size=76, seed=0, **{
-        "root": str(tmp_path), "num_classes": 10, "resize": 76, "crop_size": 67, "num_workers": 0})
+    dm = SyntheticDataModule(
+        train_per_class=1,
+        val_per_class=1,
+        image_size=76,
+        seed=0,
+        **{"root": str(tmp_path), "num_classes": 10, "resize": 76, "crop_size": 67, "num_workers": 0},
+    )
     with pytest.raises(FileNotFoundError, match="not generated"):
         dm.setup("fit")
     dm.prepare_data()
@@ -145,9 +149,9 @@ def test_ten_crops_are_the_corners_centre_and_their_reflections():
     assert out.shape == (2, 10, 3, 4, 4)
     offsets = crop_offsets(8, 4)
     assert offsets == [(0, 0), (0, 4), (4, 0), (4, 4), (2, 2)]
-    for i, (t, l) in enumerate(offsets):
-        torch.testing.assert_close(out[:, i], x[:, :, t : t + 4, l : l + 4].float())
-        torch.testing.assert_close(out[:, i + 5], x[:, :, t : t + 4, l : l + 4].float().flip(-1))
+    for i, (top, left) in enumerate(offsets):
+        torch.testing.assert_close(out[:, i], x[:, :, top : top + 4, left : left + 4].float())
+        torch.testing.assert_close(out[:, i + 5], x[:, :, top : top + 4, left : left + 4].float().flip(-1))
     torch.testing.assert_close(augment().eval_batch(x, crops=1), out[:, 4])
 
 
@@ -199,8 +203,10 @@ def test_the_cpu_crop_path_equals_the_single_gather(mean_shape, layout):
     torch.testing.assert_close(aug.crops_cpu(x, top, left, flipped), aug.crops_gather(x, top, left, flipped))
     noise = torch.randn(32, 3) * 20  # PCA colour noise: one RGB shift per image
     torch.testing.assert_close(aug.crops_cpu(x, top, left, flipped, noise), aug.crops_gather(x, top, left, flipped, noise))
-    torch.testing.assert_close(aug.crops_cpu(x, top, left, flipped, noise) - aug.crops_cpu(x, top, left, flipped),
-                               noise[:, :, None, None].expand(32, 3, 7, 7))
+    torch.testing.assert_close(
+        aug.crops_cpu(x, top, left, flipped, noise) - aug.crops_cpu(x, top, left, flipped),
+        noise[:, :, None, None].expand(32, 3, 7, 7),
+    )
 
 
 def test_a_ring_hands_a_tensor_out_again_only_after_depth_calls():
@@ -255,7 +261,9 @@ def test_unreadable_training_images_are_counted_per_epoch_up_to_the_limit(caplog
         counter.add("epoch 0", ["a.JPEG: truncated", "b.JPEG: truncated"])
         counter.add("epoch 1", ["a.JPEG: truncated"])  # a new epoch reports the last one
     assert "epoch 0: skipped 2 unreadable training images (data.max_bad_images=2)" in caplog.text
-    with pytest.raises(TooManyUnreadableImages, match="data.max_bad_images: 3 unreadable training images in epoch 1, more than the 2"):
+    with pytest.raises(
+        TooManyUnreadableImages, match="data.max_bad_images: 3 unreadable training images in epoch 1, more than the 2"
+    ):
         counter.add("epoch 1", ["b.JPEG: truncated", "c.JPEG: truncated"])
 
 
@@ -297,8 +305,9 @@ def test_decoding_on_the_batch_device_gives_the_loader_decoded_batches(tmp_path)
     prepare(tmp_path / "raw", tmp_path / "store", workers=1, resize=64)
     batches = {}
     for decode_on in ("loader", "device"):
-        dm = ImageFolderDataModule(root=str(tmp_path / "store"), resize=64, crop_size=56, batch_size=8, num_workers=0,
-                                   decode_on=decode_on)
+        dm = ImageFolderDataModule(
+            root=str(tmp_path / "store"), resize=64, crop_size=56, batch_size=8, num_workers=0, decode_on=decode_on
+        )
         dm.setup("fit")
         raw = next(iter(dm.val_dataloader()))
         if decode_on == "device":
@@ -455,8 +464,18 @@ def test_num_classes_is_counted_from_the_class_folders_when_left_out(tmp_path):
     from conftest import run_train
 
     root = three_class_folder(tmp_path / "data")
-    args = ["data=imagefolder", f"data.root={root}", "data.resize=76", "data.crop_size=67", "data.batch_size=4",
-            "data.num_workers=0", "trainer.max_epochs=1", "test=false", "logger=none", "++figures=false"]
+    args = [
+        "data=imagefolder",
+        f"data.root={root}",
+        "data.resize=76",
+        "data.crop_size=67",
+        "data.batch_size=4",
+        "data.num_workers=0",
+        "trainer.max_epochs=1",
+        "test=false",
+        "logger=none",
+        "++figures=false",
+    ]
     run_train(*args, f"hydra.run.dir={tmp_path}/run")
     weights = torch.load(tmp_path / "run" / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)["state_dict"]
     assert weights["net.classifier.fc8.weight"].shape[0] == 3

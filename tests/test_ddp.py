@@ -17,8 +17,14 @@ from omegaconf import OmegaConf
 # One step per epoch over all 80 images (global batch 80: 40 per rank under DDP), no dropout and
 # no random crop, flip or colour noise: the gradient is the same sum in both cases, only added
 # up in another order.
-SAME_GRADIENT = ["data.batch_size=80", "data.resize=67", "data.flip=false", "data.pca_lighting=false", "model.dropout=0",
-                 "trainer.log_every_n_steps=1"]
+SAME_GRADIENT = [
+    "data.batch_size=80",
+    "data.resize=67",
+    "data.flip=false",
+    "data.pca_lighting=false",
+    "model.dropout=0",
+    "trainer.log_every_n_steps=1",
+]
 
 
 def jobs(sweep):
@@ -29,8 +35,9 @@ def test_two_gloo_processes_match_one_process_in_a_multirun(tmp_path):
     prepare(tmp_path / "data", "data.resize=67")
     sweep = tmp_path / "sweep"
     # DDP job first: the next job in the same process must not inherit its DDP environment.
-    run_train("-m", *tiny(tmp_path / "data", tmp_path / "unused", 2, *SAME_GRADIENT), "trainer=ddp_cpu,cpu",
-              f"hydra.sweep.dir={sweep}")
+    run_train(
+        "-m", *tiny(tmp_path / "data", tmp_path / "unused", 2, *SAME_GRADIENT), "trainer=ddp_cpu,cpu", f"hydra.sweep.dir={sweep}"
+    )
     ddp, single = jobs(sweep)
     assert [j.name for j in (ddp, single)] == ["0", "1"]  # one folder per job, none per rank
     assert (ddp / "train_rank1.log").exists() and not (single / "train_rank1.log").exists()
@@ -86,8 +93,11 @@ def test_submitit_multirun_with_a_ddp_job_pre_empted_requeued_and_resumed(tmp_pa
 
 def test_slurm_launcher_asks_one_task_per_gpu_on_each_node():
     with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
-        cfg = compose("train", ["hydra/launcher=slurm", "trainer=ddp", "trainer.devices=8", "+trainer.num_nodes=2"],
-                      return_hydra_config=True)
+        cfg = compose(
+            "train",
+            ["hydra/launcher=slurm", "trainer=ddp", "trainer.devices=8", "+trainer.num_nodes=2"],
+            return_hydra_config=True,
+        )
     launcher = OmegaConf.to_container(cfg.hydra.launcher, resolve=True)
     assert launcher["_target_"].endswith("SlurmLauncher")
     assert (launcher["nodes"], launcher["tasks_per_node"], launcher["gpus_per_node"]) == (2, 8, 8)

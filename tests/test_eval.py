@@ -7,24 +7,37 @@ import shutil
 
 import pytest
 import torch
-from PIL import Image
+from conftest import run_train
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
+from PIL import Image
 
 from alexnet.evaluation.evaluate import evaluate
 from alexnet.training.module import LitAlexNet
-from conftest import run_train
 
-TWO_STEPS = ["trainer.max_epochs=1", "+trainer.limit_train_batches=2", "+trainer.limit_val_batches=1", "data.batch_size=8",
-             "data.num_workers=0", "logger=none"]
+TWO_STEPS = [
+    "trainer.max_epochs=1",
+    "+trainer.limit_train_batches=2",
+    "+trainer.limit_val_batches=1",
+    "data.batch_size=8",
+    "data.num_workers=0",
+    "logger=none",
+]
 
 
 @pytest.fixture(scope="module")
 def sweep(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("eval")
     sweep = tmp / "sweep"
-    run_train("-m", "seed=1,2", f"data.root={tmp}/synthetic", "data.train_per_class=6", "data.val_per_class=2", *TWO_STEPS,
-              f"hydra.sweep.dir={sweep}")
+    run_train(
+        "-m",
+        "seed=1,2",
+        f"data.root={tmp}/synthetic",
+        "data.train_per_class=6",
+        "data.val_per_class=2",
+        *TWO_STEPS,
+        f"hydra.sweep.dir={sweep}",
+    )
     return sweep
 
 

@@ -8,14 +8,14 @@ import json
 
 import pytest
 import torch
+from conftest import OPTIM, ROOT, compose_train, run_train
 from omegaconf import OmegaConf
+from test_config import diff
 
-from alexnet.training import finetune
 from alexnet.errors import ConfigError
+from alexnet.training import finetune
 from alexnet.training.config import validate
 from alexnet.training.module import LitAlexNet
-from conftest import OPTIM, ROOT, compose_train, run_train
-from test_config import diff
 
 PRESETS = sorted(p.stem for p in (ROOT / "conf" / "experiment").glob("*.yaml") if p.stem not in ("demo", "fig1_relu_vs_tanh"))
 ABLATIONS = {
@@ -30,8 +30,14 @@ ABLATIONS = {
 
 def tiny_synthetic(tmp) -> list[str]:
     # test_split=val and num_classes=10: ILSVRC-2010's test folder and Fall 2011's 21,841 classes are not in the synthetic set.
-    return ["data=synthetic", f"data.root={tmp}/synthetic", "data.train_per_class=4", "data.val_per_class=2",
-            "data.num_classes=10", "data.test_split=val"]
+    return [
+        "data=synthetic",
+        f"data.root={tmp}/synthetic",
+        "data.train_per_class=4",
+        "data.val_per_class=2",
+        "data.num_classes=10",
+        "data.test_split=val",
+    ]
 
 
 def resolved(*overrides) -> dict:
@@ -55,7 +61,13 @@ def test_star_presets():
     base = resolved("experiment=alexnet_paper")
     pretrain = resolved("experiment=alexnet_star_pretrain")
     # data.store and model.num_classes follow data.root and data.num_classes by interpolation.
-    assert diff(base, pretrain) - {"tags"} == {"model.extra_conv", "data.root", "data.store", "data.num_classes", "model.num_classes"}
+    assert diff(base, pretrain) - {"tags"} == {
+        "model.extra_conv",
+        "data.root",
+        "data.store",
+        "data.num_classes",
+        "model.num_classes",
+    }
     assert pretrain["data"]["num_classes"] == 21841 and pretrain["model"]["extra_conv"] is True
     finetune_cfg = compose_train("experiment=alexnet_star_finetune")
     assert OmegaConf.is_missing(finetune_cfg, "init_from") and finetune_cfg.model.extra_conv is True
@@ -69,8 +81,15 @@ def test_preset_composes_and_validates(preset):
 def test_every_preset_runs_a_fast_dev_run(tmp_path):
     """One multirun over the presets, by the README's glob (the fine-tune needs a checkpoint: below)."""
     sweep = tmp_path / "sweep"
-    run_train("-m", "experiment=glob([ablation_*,alexnet_*],exclude=alexnet_star_finetune)", "debug=fdr", *tiny_synthetic(tmp_path),
-              "++figures=false", f"hydra.sweep.dir={sweep}", timeout=600)
+    run_train(
+        "-m",
+        "experiment=glob([ablation_*,alexnet_*],exclude=alexnet_star_finetune)",
+        "debug=fdr",
+        *tiny_synthetic(tmp_path),
+        "++figures=false",
+        f"hydra.sweep.dir={sweep}",
+        timeout=600,
+    )
     summaries = [json.loads(p.read_text()) for p in sorted(sweep.glob("*/summary.json"))]
     assert sorted(s["experiment"] for s in summaries) == [p for p in PRESETS if p != "alexnet_star_finetune"]
     for summary in summaries:
@@ -81,9 +100,19 @@ def test_every_preset_runs_a_fast_dev_run(tmp_path):
 
 def test_pretrain_then_finetune_replaces_fc8_only(tmp_path):
     pretrain = tmp_path / "pretrain"
-    run_train("experiment=alexnet_star_pretrain", *tiny_synthetic(tmp_path), "trainer.max_epochs=1", "+trainer.limit_train_batches=1",
-              "+trainer.limit_val_batches=1", "test=false", "data.batch_size=8", "data.num_workers=0", "logger=none",
-              "++figures=false", f"hydra.run.dir={pretrain}")
+    run_train(
+        "experiment=alexnet_star_pretrain",
+        *tiny_synthetic(tmp_path),
+        "trainer.max_epochs=1",
+        "+trainer.limit_train_batches=1",
+        "+trainer.limit_val_batches=1",
+        "test=false",
+        "data.batch_size=8",
+        "data.num_workers=0",
+        "logger=none",
+        "++figures=false",
+        f"hydra.run.dir={pretrain}",
+    )
     ckpt = pretrain / "checkpoints" / "last.ckpt"
     # Fine-tune on a label set of another size: 3 classes of the synthetic set, as their own folder.
     small = tmp_path / "three"
@@ -92,8 +121,18 @@ def test_pretrain_then_finetune_replaces_fc8_only(tmp_path):
             (small / split).mkdir(parents=True, exist_ok=True)
             (small / split / wnid).symlink_to(tmp_path / "synthetic" / split / wnid)
     run = tmp_path / "finetune"
-    run_train("experiment=alexnet_star_finetune", f"init_from={ckpt}", "data=imagefolder", f"data.root={small}", "data.num_classes=3",
-              "data.resize=76", "data.crop_size=67", "debug=fdr", "++figures=false", f"hydra.run.dir={run}")
+    run_train(
+        "experiment=alexnet_star_finetune",
+        f"init_from={ckpt}",
+        "data=imagefolder",
+        f"data.root={small}",
+        "data.num_classes=3",
+        "data.resize=76",
+        "data.crop_size=67",
+        "debug=fdr",
+        "++figures=false",
+        f"hydra.run.dir={run}",
+    )
     summary = json.loads((run / "summary.json").read_text())
     assert summary["status"] == "finished"
     report = summary["init_from"]
@@ -126,8 +165,15 @@ def test_init_from_names_what_does_not_fit(tmp_path):
 
 def test_failed_run_leaves_a_failed_summary(tmp_path):
     run = tmp_path / "run"
-    proc = run_train("experiment=alexnet_star_finetune", *tiny_synthetic(tmp_path), f"init_from={tmp_path}/missing.ckpt", "debug=fdr",
-                     f"hydra.run.dir={run}", check=False, timeout=120)
+    proc = run_train(
+        "experiment=alexnet_star_finetune",
+        *tiny_synthetic(tmp_path),
+        f"init_from={tmp_path}/missing.ckpt",
+        "debug=fdr",
+        f"hydra.run.dir={run}",
+        check=False,
+        timeout=120,
+    )
     assert proc.returncode == 2
     summary = json.loads((run / "summary.json").read_text())
     assert summary["status"] == "failed" and "missing.ckpt" in summary["error"]

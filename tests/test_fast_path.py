@@ -8,11 +8,11 @@ from pathlib import Path
 import lightning as L
 import pytest
 import torch
+from conftest import OPTIM, compose_train
 from torch.nn import functional as F
 
 from alexnet.callbacks import fast_path as speed
 from alexnet.training.module import LitAlexNet
-from conftest import OPTIM, compose_train
 
 MODEL = dict(num_classes=10, crop_size=67, dropout=0.0)  # no dropout: both paths see the same network
 
@@ -105,12 +105,22 @@ def test_training_steps_do_not_read_tensors_between_checks(tmp_path, host_reads,
     from alexnet.training.run import run
 
     out = tmp_path / "run"
-    cfg = compose_train(f"data.root={tmp_path}/synthetic", "data.train_per_class=16", "data.val_per_class=2",
-                        "data.batch_size=8", "data.num_workers=0", "trainer.max_epochs=1", "trainer.log_every_n_steps=50",
-                        "test=false", "figures=false", f"hydra.run.dir={out}", f"paths.output_dir={out}",
-                        f"callbacks.finite_loss.every_n_steps={every_n_steps}",
-                        f"callbacks.progress_bar.metrics_every_n_steps={every_n_steps}",
-                        "+callbacks.host_reads._target_=test_fast_path.HostReads")
+    cfg = compose_train(
+        f"data.root={tmp_path}/synthetic",
+        "data.train_per_class=16",
+        "data.val_per_class=2",
+        "data.batch_size=8",
+        "data.num_workers=0",
+        "trainer.max_epochs=1",
+        "trainer.log_every_n_steps=50",
+        "test=false",
+        "figures=false",
+        f"hydra.run.dir={out}",
+        f"paths.output_dir={out}",
+        f"callbacks.finite_loss.every_n_steps={every_n_steps}",
+        f"callbacks.progress_bar.metrics_every_n_steps={every_n_steps}",
+        "+callbacks.host_reads._target_=test_fast_path.HostReads",
+    )
     run(cfg)
     if every_n_steps == 1:
         assert sum(host_reads.values()) >= 2 * 12, host_reads  # the NaN flag and the loss, each step

@@ -5,20 +5,25 @@ import math
 
 import pytest
 import torch
-from PIL import Image
-
-from alexnet.experiments import fig1
-from alexnet.callbacks import figures
-from alexnet.training.module import LitAlexNet
 from conftest import OPTIM, SHARED_DATA, compose_train, run_train
+from PIL import Image
 from test_wandb import records, wandb_env, wandb_files  # noqa: F401 (wandb_env: a fixture)
+
+from alexnet.callbacks import figures
+from alexnet.experiments import fig1
+from alexnet.training.module import LitAlexNet
 
 
 @pytest.fixture(scope="module")
 def trained_setup(tmp_path_factory):
     """An untrained two-GPU net at the demo's 67-pixel crop and a tiny synthetic set (real JPEGs)."""
-    cfg = compose_train(f"data.root={tmp_path_factory.mktemp('fig')}/synthetic", "data.train_per_class=5", "data.val_per_class=2",
-                        "data.num_workers=0", "data.batch_size=8")
+    cfg = compose_train(
+        f"data.root={tmp_path_factory.mktemp('fig')}/synthetic",
+        "data.train_per_class=5",
+        "data.val_per_class=2",
+        "data.num_workers=0",
+        "data.batch_size=8",
+    )
     from hydra.utils import instantiate
     from omegaconf import OmegaConf
 
@@ -68,9 +73,20 @@ def test_figures_reach_tensorboard_and_wandb_through_their_own_readers(tmp_path)
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
     run = tmp_path / "run"
-    run_train("logger=[tensorboard,wandb]", "logger.wandb.mode=offline", f"data.root={tmp_path}/synthetic",
-              "data.train_per_class=6", "data.val_per_class=2", "data.batch_size=8", "data.num_workers=0", "trainer.max_epochs=1",
-              "+trainer.limit_train_batches=2", "+trainer.limit_val_batches=1", "model.lrn=false", f"hydra.run.dir={run}")
+    run_train(
+        "logger=[tensorboard,wandb]",
+        "logger.wandb.mode=offline",
+        f"data.root={tmp_path}/synthetic",
+        "data.train_per_class=6",
+        "data.val_per_class=2",
+        "data.batch_size=8",
+        "data.num_workers=0",
+        "trainer.max_epochs=1",
+        "+trainer.limit_train_batches=2",
+        "+trainer.limit_val_batches=1",
+        "model.lrn=false",
+        f"hydra.run.dir={run}",
+    )
     names = ["conv1_filters", "top5", "neighbours"]
     summary = json.loads((run / "summary.json").read_text())
     assert summary["figures"] == [str(run / "figures" / f"{n}.png") for n in names]
@@ -82,8 +98,9 @@ def test_figures_reach_tensorboard_and_wandb_through_their_own_readers(tmp_path)
         assert (logged.width, logged.height) == png.size
     assert "test/top1_err" in events.Tags()["scalars"]  # the test's metrics, in the same readable files
     [offline] = wandb_files(run)
-    history = [item for record in records(offline) if record.WhichOneof("record_type") == "history"
-               for item in record.history.item]
+    history = [
+        item for record in records(offline) if record.WhichOneof("record_type") == "history" for item in record.history.item
+    ]
     images: dict[str, dict] = {}  # W&B's image value: nested keys ("figures/top5", "_type"), ("figures/top5", "filenames"), ...
     for item in history:
         if len(item.nested_key) == 2:

@@ -10,8 +10,13 @@ from longrun import checkpoint, tiny
 # lr 1e-9: the net cannot move. Its untrained loss on batches of 8 is ln(10) + 0-1.5 (the paper's
 # biases of 1 make fc8's logits spread), so the margin is wide here; on a real plateau the loss
 # sits at ln(classes) itself, within the default 0.05.
-STUCK = ["+trainer.limit_train_batches=4", "optim.lr=1e-9", "callbacks.flat_start.patience_steps=4",
-         "callbacks.flat_start.every_n_steps=2", "callbacks.flat_start.margin=2.0"]
+STUCK = [
+    "+trainer.limit_train_batches=4",
+    "optim.lr=1e-9",
+    "callbacks.flat_start.patience_steps=4",
+    "callbacks.flat_start.every_n_steps=2",
+    "callbacks.flat_start.margin=2.0",
+]
 
 
 def test_a_stuck_loss_is_named_once_with_the_keys_that_help(tmp_path):

@@ -9,13 +9,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from conftest import SHARED_DATA
 from PIL import Image
 
 from alexnet.data import ImageFolderDataModule
 from alexnet.data.ilsvrc import read_devkit
 from alexnet.data.records import ByteReader
 from alexnet.data.sources import ArchiveSource, open_source
-from conftest import SHARED_DATA
 
 
 @pytest.fixture(scope="module")
@@ -70,8 +70,11 @@ def dirty(photo: Path, kind: str) -> bytes:
         return data[: len(data) // 3]
     buf = io.BytesIO()
     with Image.open(photo) as im:
-        {"cmyk": lambda: im.convert("CMYK").save(buf, "JPEG"), "gray": lambda: im.convert("L").save(buf, "JPEG"),
-         "png": lambda: im.save(buf, "PNG")}[kind]()
+        {
+            "cmyk": lambda: im.convert("CMYK").save(buf, "JPEG"),
+            "gray": lambda: im.convert("L").save(buf, "JPEG"),
+            "png": lambda: im.save(buf, "PNG"),
+        }[kind]()
     return buf.getvalue()
 
 
@@ -81,8 +84,9 @@ def write_flat_tar(path: Path, prefix: str, order: list[str], content: dict[str,
             add_bytes(tar, f"{prefix}_{k:08d}.JPEG", content[wnid])
 
 
-def build_archives(root: Path, shared_data: Path, n_classes: int, dirty_files: dict[str, dict[str, str]] | None = None,
-                   year: int = 2012) -> dict:
+def build_archives(
+    root: Path, shared_data: Path, n_classes: int, dirty_files: dict[str, dict[str, str]] | None = None, year: int = 2012
+) -> dict:
     """The official archives in ``root``: ILSVRC2012_img_{train,val}.tar and ILSVRC2012_devkit_t12.tar.gz;
     for 2010, ILSVRC2010_images_{train,val,test}.tar, ILSVRC2010_devkit-1.0.tar.gz and the test
     ground truth beside them. Each photo is its class's one image in every split; the val and test
@@ -94,8 +98,12 @@ def build_archives(root: Path, shared_data: Path, n_classes: int, dirty_files: d
     splits = ("train", "val", "test") if year == 2010 else ("train", "val")
     stem = f"ILSVRC{year}_{'images' if year == 2010 else 'img'}"
     root.mkdir(parents=True, exist_ok=True)
-    content = {split: {w: dirty(p, dirty_files[split][w]) if w in dirty_files.get(split, {}) else p.read_bytes()
-                       for w, p in photos.items()} for split in splits}
+    content = {
+        split: {
+            w: dirty(p, dirty_files[split][w]) if w in dirty_files.get(split, {}) else p.read_bytes() for w, p in photos.items()
+        }
+        for split in splits
+    }
     with tarfile.open(root / f"{stem}_train.tar", "w") as train:
         for wnid, data in content["train"].items():
             inner = io.BytesIO()
@@ -167,8 +175,16 @@ def test_train_tar_members_are_listed_like_the_extracted_layout(archives):
 
 def test_datamodule_reads_the_archives_through_the_papers_preprocessing(archives, tmp_path):
     root, truth = archives
-    dm = ImageFolderDataModule(root=str(root), num_classes=1000, cache_dir=str(tmp_path), resize=64, crop_size=56,
-                               batch_size=8, num_workers=0, stats_images=50)
+    dm = ImageFolderDataModule(
+        root=str(root),
+        num_classes=1000,
+        cache_dir=str(tmp_path),
+        resize=64,
+        crop_size=56,
+        batch_size=8,
+        num_workers=0,
+        stats_images=50,
+    )
     dm.setup("fit")
     assert dm.source.kind == "archives"
     assert dm.class_names()[:2] == ["tench", "goldfish"]
@@ -204,8 +220,17 @@ def test_ilsvrc2010_archives_with_public_test_labels(shared_photos, tmp_path):
         records = source.records(split)
         assert records.ids[0] == f"ILSVRC2010_{split}_00000001.JPEG"
         assert [truth["wnids"][y] for y in records.labels] == truth["orders"][split]
-    dm = ImageFolderDataModule(root=str(tmp_path), num_classes=1000, test_split="test", cache_dir=str(tmp_path / "cache"),
-                               resize=64, crop_size=56, num_workers=0, mean="none", pca_lighting=False)
+    dm = ImageFolderDataModule(
+        root=str(tmp_path),
+        num_classes=1000,
+        test_split="test",
+        cache_dir=str(tmp_path / "cache"),
+        resize=64,
+        crop_size=56,
+        num_workers=0,
+        mean="none",
+        pca_lighting=False,
+    )
     dm.setup("test")
     assert len(dm.datasets["test"]) == 20 and dm.datasets["test"].ids[0].startswith("ILSVRC2010_test_")
 
@@ -213,8 +238,9 @@ def test_ilsvrc2010_archives_with_public_test_labels(shared_photos, tmp_path):
 def test_read_only_archives_keep_their_caches_in_the_user_cache_folder(shared_photos, tmp_path, monkeypatch, caplog):
     """A shared, read-only ImageNet on a cluster: the archive indexes and the statistics go to
     $XDG_CACHE_HOME/alexnet/<the root's path>, and the log says so."""
-    from alexnet.data.cache import user_cache
     from test_data import read_only
+
+    from alexnet.data.cache import user_cache
 
     root = tmp_path / "ilsvrc"
     build_archives(root, shared_photos, n_classes=20)

@@ -6,11 +6,11 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import OPTIM, SHARED_DATA, run_train
 
 from alexnet.data import ImageFolderDataModule
 from alexnet.data.augment import IMAGENET_EIGVEC, BatchAugment, crop_offsets
 from alexnet.data.decode import UnreadableImage
-from conftest import OPTIM, SHARED_DATA, run_train
 
 RESIZE, CROP = 76, 67
 
@@ -19,8 +19,16 @@ RESIZE, CROP = 76, 67
 def imagenette(tmp_path_factory) -> ImageFolderDataModule:
     if not SHARED_DATA.is_dir():  # conftest's shared_data, for a module-scoped fixture
         pytest.skip(f"real photos not available: {SHARED_DATA} is absent (it sits beside the project in CI)")
-    dm = ImageFolderDataModule(root=str(SHARED_DATA / "imagenette-mini"), num_classes=10, cache_dir=str(tmp_path_factory.mktemp("cache")),
-                               resize=RESIZE, crop_size=CROP, stats_images=0, num_workers=0, batch_size=64)
+    dm = ImageFolderDataModule(
+        root=str(SHARED_DATA / "imagenette-mini"),
+        num_classes=10,
+        cache_dir=str(tmp_path_factory.mktemp("cache")),
+        resize=RESIZE,
+        crop_size=CROP,
+        stats_images=0,
+        num_workers=0,
+        batch_size=64,
+    )
     dm.setup("fit")
     return dm
 
@@ -53,8 +61,12 @@ def test_crops_are_windows_of_the_mean_subtracted_photo_some_reflected(imagenett
     span = RESIZE - CROP + 1
     flips = 0
     for crop, image in zip(out, centred):
-        windows = {(t, l, f): image[:, t : t + CROP, l : l + CROP].flip(-1) if f else image[:, t : t + CROP, l : l + CROP]
-                   for t in range(span) for l in range(span) for f in (False, True)}
+        windows = {
+            (t, x, f): image[:, t : t + CROP, x : x + CROP].flip(-1) if f else image[:, t : t + CROP, x : x + CROP]
+            for t in range(span)
+            for x in range(span)
+            for f in (False, True)
+        }
         match = [k for k, w in windows.items() if torch.allclose(crop, w, atol=1e-4)]
         assert match, "a crop is no window of its photo"
         flips += match[0][2]
@@ -90,8 +102,8 @@ def test_ten_crops_of_real_photos_are_the_corners_centre_and_reflections(imagene
     ten = aug.eval_batch(photos, crops=10)
     assert ten.shape == (64, 10, 3, CROP, CROP)
     centred = photos.float() - aug.mean
-    for i, (t, l) in enumerate(crop_offsets(RESIZE, CROP)):
-        torch.testing.assert_close(ten[:, i], centred[:, :, t : t + CROP, l : l + CROP])
+    for i, (top, left) in enumerate(crop_offsets(RESIZE, CROP)):
+        torch.testing.assert_close(ten[:, i], centred[:, :, top : top + CROP, left : left + CROP])
         torch.testing.assert_close(ten[:, i + 5], ten[:, i].flip(-1))
     torch.testing.assert_close(aug.eval_batch(photos, crops=1), ten[:, 4])
     # On photos the corners differ from each other: the ten views are not one view ten times.
@@ -124,7 +136,9 @@ def raw_folder(root: Path, per_class: int, bad_split: str | None) -> Path:
 
 def test_an_unreadable_validation_image_stops_the_run_naming_the_file(imagenette, tmp_path):
     root = raw_folder(tmp_path / "data", per_class=2, bad_split="val")
-    dm = ImageFolderDataModule(root=str(root), num_classes=10, resize=RESIZE, crop_size=CROP, num_workers=0, batch_size=64, stats_images=0)
+    dm = ImageFolderDataModule(
+        root=str(root), num_classes=10, resize=RESIZE, crop_size=CROP, num_workers=0, batch_size=64, stats_images=0
+    )
     dm.setup("fit")
     with pytest.raises(UnreadableImage, match="truncated.JPEG"):
         next(iter(dm.val_dataloader()))
@@ -132,8 +146,19 @@ def test_an_unreadable_validation_image_stops_the_run_naming_the_file(imagenette
 
 def test_an_unreadable_training_image_is_skipped_counted_and_limited(imagenette, tmp_path):
     root = raw_folder(tmp_path / "data", per_class=10, bad_split="train")
-    args = ["data=imagefolder", f"data.root={root}", "data.num_classes=10", f"data.resize={RESIZE}", f"data.crop_size={CROP}",
-            "data.batch_size=101", "data.num_workers=0", "trainer.max_epochs=1", "test=false", "logger=none", "++figures=false"]
+    args = [
+        "data=imagefolder",
+        f"data.root={root}",
+        "data.num_classes=10",
+        f"data.resize={RESIZE}",
+        f"data.crop_size={CROP}",
+        "data.batch_size=101",
+        "data.num_workers=0",
+        "trainer.max_epochs=1",
+        "test=false",
+        "logger=none",
+        "++figures=false",
+    ]
     stopped = run_train(*args, "data.max_bad_images=0", f"hydra.run.dir={tmp_path}/stopped", check=False)
     assert stopped.returncode != 0
     # The statistics pass meets it first, and counts it as training does.
@@ -153,9 +178,20 @@ def test_a_short_cpu_run_on_real_photos_learns(imagenette, tmp_path):
     shrinking the signal too, the paper's N(0, 0.01) init stayed at chance for 700 steps on these
     photos (lr 0.002-0.01, batch 16-32); without LRN it leaves the plateau after ~200 steps."""
     run = tmp_path / "run"
-    run_train("data=imagenette", f"data.resize={RESIZE}", f"data.crop_size={CROP}", f"data.cache_dir={tmp_path}/cache",
-              "data.batch_size=32", "data.num_workers=1", "model.lrn=false", "trainer.max_epochs=15", "logger=none",
-              "++figures=false", f"hydra.run.dir={run}", timeout=1800)
+    run_train(
+        "data=imagenette",
+        f"data.resize={RESIZE}",
+        f"data.crop_size={CROP}",
+        f"data.cache_dir={tmp_path}/cache",
+        "data.batch_size=32",
+        "data.num_workers=1",
+        "model.lrn=false",
+        "trainer.max_epochs=15",
+        "logger=none",
+        "++figures=false",
+        f"hydra.run.dir={run}",
+        timeout=1800,
+    )
     summary = json.loads((run / "summary.json").read_text())
     assert summary["val/top1_err"] < 0.85  # chance: 0.90 with 10 classes; 300 images, one standard error ~1.7%
     assert summary["test_crops"] == 10 and summary["test/top1_err"] < 0.85 and summary["test/top5_err"] < summary["test/top1_err"]

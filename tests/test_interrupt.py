@@ -17,8 +17,15 @@ STEPS = 8  # training steps per epoch; three epochs
 def test_a_run_stopped_three_ways_continues_to_the_end(tmp_path):
     prepare(tmp_path / "data")
     run, ckpts = tmp_path / "run", tmp_path / "run" / "checkpoints"
-    args = tiny(tmp_path / "data", run, 3, f"+trainer.limit_train_batches={STEPS}", "ckpt_path=last", "logger=csv",
-                "trainer.log_every_n_steps=1")
+    args = tiny(
+        tmp_path / "data",
+        run,
+        3,
+        f"+trainer.limit_train_batches={STEPS}",
+        "ckpt_path=last",
+        "logger=csv",
+        "trainer.log_every_n_steps=1",
+    )
     last = ckpts / "last.ckpt"
 
     # 1. SIGTERM in the second epoch (last.ckpt of the first is there): saved, named, exit 128+15.

@@ -13,8 +13,11 @@ def test_the_installed_lightning_has_every_private_name_we_use():
     import lightning
 
     missing = lightning_private.missing_names()
-    assert not missing, (f"lightning {lightning.__version__} lacks: " + "; ".join(missing)
-                         + ". Install a release within pyproject.toml's bound, or port alexnet/lightning_private.py.")
+    assert not missing, (
+        f"lightning {lightning.__version__} lacks: "
+        + "; ".join(missing)
+        + ". Install a release within pyproject.toml's bound, or port alexnet/lightning_private.py."
+    )
 
 
 def test_private_lightning_names_appear_in_one_module_only():

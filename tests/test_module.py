@@ -2,10 +2,10 @@
 
 import pytest
 import torch
+from conftest import OPTIM
 from torch.nn import functional as F
 
 from alexnet.training.module import LitAlexNet, TopKError, load_module
-from conftest import OPTIM
 
 SMALL = dict(num_classes=10, crop_size=67)
 
@@ -46,7 +46,7 @@ def test_lr_is_divided_by_ten_on_plateaus_three_times_at_most():
     opt, sched = conf["optimizer"], conf["lr_scheduler"]["scheduler"]
     assert conf["lr_scheduler"]["monitor"] == "val/top1_err"
     lrs = []
-    for epoch in range(12):
+    for _ in range(12):
         sched.step(0.5)  # the validation error never improves
         lrs.append(opt.param_groups[0]["lr"])
     distinct = sorted(set(round(lr, 12) for lr in lrs), reverse=True)
@@ -84,8 +84,10 @@ def test_ten_crop_prediction_averages_softmax_over_crops():
     torch.testing.assert_close(probs.sum(1), torch.ones(2))
 
 
-@pytest.mark.parametrize("kwargs, message", [({"lr": 0}, "lr must be positive"), ({"lr_factor": 1.5}, "lr_factor"),
-                                             ({"bias_lr_mult": 0}, "bias_lr_mult")])
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [({"lr": 0}, "lr must be positive"), ({"lr_factor": 1.5}, "lr_factor"), ({"bias_lr_mult": 0}, "bias_lr_mult")],
+)
 def test_bad_optimiser_values_are_rejected(kwargs, message):
     with pytest.raises(ValueError, match=message):
         LitAlexNet(SMALL, {**OPTIM, **kwargs})

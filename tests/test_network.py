@@ -42,8 +42,18 @@ def test_groups_follow_the_two_gpu_connectivity():
     assert [f.conv1.groups, f.conv2.groups, f.conv3.groups, f.conv4.groups, f.conv5.groups] == [1, 2, 1, 2, 2]
     assert f.conv2.weight.shape[1] == 48 and f.conv4.weight.shape[1] == 192  # 5x5x48, 3x3x192 kernels
     f1 = AlexNet(columns=1).features
-    assert [f1.conv1.out_channels, f1.conv2.out_channels, f1.conv3.out_channels, f1.conv4.out_channels, f1.conv5.out_channels] == [
-        48, 128, 192, 192, 256,
+    assert [
+        f1.conv1.out_channels,
+        f1.conv2.out_channels,
+        f1.conv3.out_channels,
+        f1.conv4.out_channels,
+        f1.conv5.out_channels,
+    ] == [
+        48,
+        128,
+        192,
+        192,
+        256,
     ]
     assert all(c.groups == 1 for c in (f1.conv1, f1.conv2, f1.conv3, f1.conv4, f1.conv5))
 
@@ -121,8 +131,10 @@ def test_overlap_pool_ablation_uses_2x2_windows_with_the_same_output_size():
 
 def inputs_of(net: AlexNet, layers: tuple[str, ...], x: torch.Tensor) -> dict[str, torch.Tensor]:
     seen = {}
-    hooks = [getattr(net.classifier, name).register_forward_pre_hook(lambda m, a, name=name: seen.update({name: a[0]}))
-             for name in layers]
+    hooks = [
+        getattr(net.classifier, name).register_forward_pre_hook(lambda m, a, name=name: seen.update({name: a[0]}))
+        for name in layers
+    ]
     net(x)
     for h in hooks:
         h.remove()
@@ -150,7 +162,9 @@ def test_dropout_drops_the_outputs_of_fc6_and_fc7(kwargs):
 
 def test_caffe_init_is_bvlc_alexnets():
     torch.manual_seed(0)
-    layers = {name.split(".")[-1]: m for name, m in AlexNet(init="caffe").named_modules() if isinstance(m, (nn.Conv2d, nn.Linear))}
+    layers = {
+        name.split(".")[-1]: m for name, m in AlexNet(init="caffe").named_modules() if isinstance(m, (nn.Conv2d, nn.Linear))
+    }
     for name, m in layers.items():
         expected_std = 0.005 if name in {"fc6", "fc7"} else 0.01
         assert m.weight.detach().std().item() == pytest.approx(expected_std, rel=0.05 if m.weight.numel() > 1e5 else 0.15), name

@@ -13,11 +13,11 @@ import sys
 
 import pytest
 import torch
+from conftest import ROOT, SHARED_DATA, run_train
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
 from alexnet.training.module import load_module
-from conftest import ROOT, SHARED_DATA, run_train
 
 PHOTOS = SHARED_DATA / "imagenette-mini"
 
@@ -27,9 +27,22 @@ def run(tmp_path_factory):
     if not PHOTOS.is_dir():
         pytest.skip(f"real photos not available: {PHOTOS} is absent (it sits beside the project in CI)")
     tmp = tmp_path_factory.mktemp("predict")
-    run_train("data=imagenette", "data.resize=76", "data.crop_size=67", f"data.cache_dir={tmp}/cache", "data.stats_images=200",
-              "data.batch_size=8", "data.num_workers=0", "trainer.max_epochs=1", "+trainer.limit_train_batches=2",
-              "+trainer.limit_val_batches=1", "test=false", "figures=false", "logger=none", f"hydra.run.dir={tmp}/run")
+    run_train(
+        "data=imagenette",
+        "data.resize=76",
+        "data.crop_size=67",
+        f"data.cache_dir={tmp}/cache",
+        "data.stats_images=200",
+        "data.batch_size=8",
+        "data.num_workers=0",
+        "trainer.max_epochs=1",
+        "+trainer.limit_train_batches=2",
+        "+trainer.limit_val_batches=1",
+        "test=false",
+        "figures=false",
+        "logger=none",
+        f"hydra.run.dir={tmp}/run",
+    )
     return tmp / "run"
 
 
@@ -44,8 +57,9 @@ def val_photos(n: int) -> list:
 
 
 def predict(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, str(ROOT / "predict.py"), *map(str, args)], cwd=ROOT, capture_output=True, text=True,
-                          timeout=300)
+    return subprocess.run(
+        [sys.executable, str(ROOT / "predict.py"), *map(str, args)], cwd=ROOT, capture_output=True, text=True, timeout=300
+    )
 
 
 def test_one_photo_prints_its_top5_names_and_probabilities(run, labels):

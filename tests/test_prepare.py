@@ -12,13 +12,13 @@ from pathlib import Path
 import pytest
 import torch
 import webdataset as wds
+from conftest import ROOT
+from test_ilsvrc import build_archives, sample_photos, shared_photos  # noqa: F401 - a fixture
 
 from alexnet.data import ImageFolderDataModule
 from alexnet.data.datasets import ImageRecords
 from alexnet.data.prepare import source_kind
 from alexnet.data.store import StoreSource
-from conftest import ROOT
-from test_ilsvrc import build_archives, sample_photos, shared_photos  # noqa: F401 - a fixture
 
 SHARDS = 20  # 100 train + 100 val images, 10 per shard
 
@@ -39,8 +39,15 @@ def prepared(shared_photos, tmp_path_factory):  # noqa: F811
     dirty = {"train": {w[1]: "cmyk", w[2]: "gray", w[3]: "png"}, "val": {w[4]: "truncated"}}
     truth = build_archives(src, shared_photos, n_classes=100, dirty_files=dirty)
     env = {**os.environ, "COLUMNS": "120"}
-    proc = subprocess.Popen(prepare_cli(src, out), cwd=ROOT, env=env, start_new_session=True,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        prepare_cli(src, out),
+        cwd=ROOT,
+        env=env,
+        start_new_session=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     deadline = time.time() + 120
     while len(markers(out)) < 3 and proc.poll() is None and time.time() < deadline:
         time.sleep(0.005)
@@ -49,8 +56,16 @@ def prepared(shared_photos, tmp_path_factory):  # noqa: F811
     before = markers(out)
     contents = {p: p.read_bytes() for p in before}
     resumed = subprocess.run(prepare_cli(src, out), cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
-    return {"src": src, "out": out, "truth": truth, "dirty": dirty, "before": before, "contents": contents, "resumed": resumed,
-            "killed_stderr": proc.stderr.read()}
+    return {
+        "src": src,
+        "out": out,
+        "truth": truth,
+        "dirty": dirty,
+        "before": before,
+        "contents": contents,
+        "resumed": resumed,
+        "killed_stderr": proc.stderr.read(),
+    }
 
 
 def test_the_kill_landed_part_way(prepared):
@@ -122,14 +137,27 @@ def test_shards_are_plain_webdataset(prepared):
 
 
 def test_a_rerun_with_other_options_is_refused(prepared):
-    proc = subprocess.run([sys.executable, "-m", "alexnet.data.prepare", str(prepared["src"]), str(prepared["out"]), "--shard-size", "7"],
-                          cwd=ROOT, capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        [sys.executable, "-m", "alexnet.data.prepare", str(prepared["src"]), str(prepared["out"]), "--shard-size", "7"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert proc.returncode != 0 and "another source or with other options" in proc.stderr
 
 
 def test_training_reads_the_store_when_it_exists_else_the_raw_layout(prepared, tmp_path, caplog):
-    common = dict(root=str(prepared["src"]), num_classes=1000, cache_dir=str(tmp_path), resize=256, crop_size=227,
-                  num_workers=0, mean="none", pca_lighting=False)
+    common = dict(
+        root=str(prepared["src"]),
+        num_classes=1000,
+        cache_dir=str(tmp_path),
+        resize=256,
+        crop_size=227,
+        num_workers=0,
+        mean="none",
+        pca_lighting=False,
+    )
     with caplog.at_level("WARNING"):
         dm = ImageFolderDataModule(store=str(prepared["out"]), **common)
         dm.setup("fit")
@@ -155,8 +183,15 @@ def small_store(tmp_path_factory):
 
 
 def store_module(root: Path, store: Path | None) -> ImageFolderDataModule:
-    return ImageFolderDataModule(root=str(root), store=str(store) if store else None, resize=64, crop_size=56, num_workers=0,
-                                 mean="none", pca_lighting=False)
+    return ImageFolderDataModule(
+        root=str(root),
+        store=str(store) if store else None,
+        resize=64,
+        crop_size=56,
+        num_workers=0,
+        mean="none",
+        pca_lighting=False,
+    )
 
 
 def test_a_store_and_its_source_give_the_same_classes_and_fingerprint(small_store):
@@ -182,10 +217,15 @@ def test_a_store_prepared_from_other_classes_is_refused_naming_them(small_store,
     other = copy_of(root, tmp_path / "other")
     for split in ("train", "val"):
         (other / split / "s90000003").rename(other / split / "n01440764")
-    with pytest.raises(ValueError, match=(f"data.root: the store {store} was prepared from other classes than {other} holds: "
-                                          r"1 classes of data.root missing from the store \(n01440764\), "
-                                          r"1 in the store that data.root lacks \(s90000003\); "
-                                          f"delete it and rerun python -m alexnet.data.prepare {other} {store}")):
+    with pytest.raises(
+        ValueError,
+        match=(
+            f"data.root: the store {store} was prepared from other classes than {other} holds: "
+            r"1 classes of data.root missing from the store \(n01440764\), "
+            r"1 in the store that data.root lacks \(s90000003\); "
+            f"delete it and rerun python -m alexnet.data.prepare {other} {store}"
+        ),
+    ):
         store_module(other, store).setup("fit")
 
 
@@ -196,7 +236,9 @@ def test_a_store_prepared_from_other_images_is_refused_naming_the_split(small_st
     other = copy_of(root, tmp_path / "other")
     photo = sorted((other / "train").glob("*/*.JPEG"))[0]
     Image.new("RGB", (90, 90), (10, 200, 30)).save(photo)  # same name, other pixels and size
-    with pytest.raises(ValueError, match=f"data.root: the store {store} was prepared from other 'train' images than {other} holds now"):
+    with pytest.raises(
+        ValueError, match=f"data.root: the store {store} was prepared from other 'train' images than {other} holds now"
+    ):
         store_module(other, store).setup("fit")
 
 

@@ -40,8 +40,9 @@ def test_stopped_after_epoch_1_and_resumed_is_bitwise_the_uninterrupted_run(runs
     assert same_tensors(a["loops"], b["loops"])
     assert a["lr_schedulers"][0]["_last_lr"][0] < 0.002  # the schedule did act
     metrics = [json.loads((runs / r / "summary.json").read_text()) for r in ("whole", "stopped")]
-    assert {k: v for k, v in metrics[0].items() if k.startswith(("train/", "val/"))} == \
-           {k: v for k, v in metrics[1].items() if k.startswith(("train/", "val/"))}
+    assert {k: v for k, v in metrics[0].items() if k.startswith(("train/", "val/"))} == {
+        k: v for k, v in metrics[1].items() if k.startswith(("train/", "val/"))
+    }
 
 
 def test_deterministic_switch_repeats_a_run_bitwise(runs):

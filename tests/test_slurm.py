@@ -20,14 +20,9 @@ from longrun import checkpoint, prepare, start, tiny
 
 pytestmark = [pytest.mark.slurm, pytest.mark.slow]
 
-# Every job through submitit, as on a cluster, but sized for this node: no GPU, one CPU per task.
-SLURM = [
-    "hydra/launcher=slurm",
-    "hydra.launcher.gpus_per_node=0",
-    "hydra.launcher.cpus_per_task=1",
-    "hydra.launcher.mem_gb=4",
-    "hydra.launcher.timeout_min=5",
-]
+# Every job through submitit, as on a cluster, but sized for this node (conf/hydra/launcher/slurm_cpu.yaml):
+# no GPU, one CPU per task.
+SLURM = ["hydra/launcher=slurm_cpu"]
 # One step per epoch over all 80 images, no dropout and no random crop, flip or colour noise: the
 # gradient is the same sum however the batch is shuffled or split over ranks (as in test_ddp.py).
 SAME_GRADIENT = [

@@ -1,4 +1,5 @@
-"""python -m alexnet.evaluation.tables: the paper's tables from run summaries and eval results, failed runs listed, never averaged."""
+"""python -m alexnet.evaluation.tables: the paper's tables from run summaries and eval results,
+failed runs listed, never averaged."""
 
 import csv
 import json
@@ -7,9 +8,9 @@ import sys
 from pathlib import Path
 
 import pytest
+from conftest import ROOT
 
 from alexnet.evaluation import tables
-from conftest import ROOT
 
 
 def write_run(folder: Path, summary: dict | None, experiment: str = "alexnet_paper") -> None:
@@ -21,7 +22,14 @@ def write_run(folder: Path, summary: dict | None, experiment: str = "alexnet_pap
 
 
 def finished(experiment: str, top1: float, top5: float, seed: int = 0) -> dict:
-    return {"status": "finished", "experiment": experiment, "seed": seed, "test/top1_err": top1, "test/top5_err": top5, "test_crops": 10}
+    return {
+        "status": "finished",
+        "experiment": experiment,
+        "seed": seed,
+        "test/top1_err": top1,
+        "test/top5_err": top5,
+        "test_crops": 10,
+    }
 
 
 @pytest.fixture
@@ -31,19 +39,37 @@ def outputs(tmp_path) -> Path:
     write_run(sweep / "0", finished("alexnet_paper", 0.40, 0.18, seed=1))
     write_run(sweep / "1", finished("alexnet_paper", 0.42, 0.19, seed=2))
     # Not counted: a failed job (its numbers must not reach the mean), an untested one, one still running.
-    write_run(sweep / "2", {"status": "failed", "experiment": "alexnet_paper", "seed": 3, "error": "RuntimeError: CUDA out of memory",
-                            "test/top1_err": 0.99, "test/top5_err": 0.99})
+    write_run(
+        sweep / "2",
+        {
+            "status": "failed",
+            "experiment": "alexnet_paper",
+            "seed": 3,
+            "error": "RuntimeError: CUDA out of memory",
+            "test/top1_err": 0.99,
+            "test/top5_err": 0.99,
+        },
+    )
     write_run(sweep / "3", {"status": "finished", "experiment": "alexnet_paper", "seed": 4, "val/top1_err": 0.01})
     write_run(sweep / "4", None)
     ablations = out / "multiruns" / "2026-01-02_00-00-00"
     write_run(ablations / "0", finished("ablation_no_lrn", 0.425, 0.197))
     write_run(ablations / "1", finished("ablation_1gpu", 0.43, 0.20))
     write_run(out / "runs" / "star", finished("alexnet_star_finetune", 0.39, 0.165))
-    results = {"crops": 10, "split": "val", "ensemble": {"size": 5, "top1_err": 0.383, "top5_err": 0.166},
-               "members": [{"experiment": "alexnet_paper", "checkpoint": f"m{i}.ckpt"} for i in range(5)]}
+    results = {
+        "crops": 10,
+        "split": "val",
+        "ensemble": {"size": 5, "top1_err": 0.383, "top5_err": 0.166},
+        "members": [{"experiment": "alexnet_paper", "checkpoint": f"m{i}.ckpt"} for i in range(5)],
+    }
     write_run(out / "runs" / "demo", {"status": "failed", "experiment": "demo", "error": "not a table's run"})
-    fig1 = {"epochs_to_target": {"relu": 5.5, "tanh": None}, "epochs_run": {"relu": 5.5, "tanh": 30.0}, "speedup": 30 / 5.5,
-            "speedup_is_lower_bound": True, "common_level": {"train_err": 0.3, "epochs": {"relu": 3.0, "tanh": 12.0}, "speedup": 4.0}}
+    fig1 = {
+        "epochs_to_target": {"relu": 5.5, "tanh": None},
+        "epochs_run": {"relu": 5.5, "tanh": 30.0},
+        "speedup": 30 / 5.5,
+        "speedup_is_lower_bound": True,
+        "common_level": {"train_err": 0.3, "epochs": {"relu": 3.0, "tanh": 12.0}, "speedup": 4.0},
+    }
     (out / "fig1" / "run").mkdir(parents=True)
     (out / "fig1" / "run" / "fig1.json").write_text(json.dumps(fig1))
     (out / "evals" / "five").mkdir(parents=True)
@@ -102,13 +128,21 @@ def test_csv_has_the_markdown_rows(outputs, tmp_path):
         rows = list(csv.reader(f))
     assert rows[0][:4] == ["Model", "Top-1 (val) paper", "measured", "diff"]
     assert [r[0] for r in rows[1:]] == ["SIFT + FVs [7]", "1 CNN", "5 CNNs", "1 CNN*", "7 CNNs*"]
-    assert {"table1.csv", "table2.csv", "ablations.csv", "not_counted.csv", "tables.md"} <= {p.name for p in (tmp_path / "tables").iterdir()}
+    assert {"table1.csv", "table2.csv", "ablations.csv", "not_counted.csv", "tables.md"} <= {
+        p.name for p in (tmp_path / "tables").iterdir()
+    }
 
 
 def test_tables_command(outputs, tmp_path):
     env_free = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path)}  # no WANDB_API_KEY: W&B is skipped, not waited for
-    proc = subprocess.run([sys.executable, "-m", "alexnet.evaluation.tables", str(outputs), "--wandb", "me/alexnet"], cwd=ROOT,
-                          capture_output=True, text=True, timeout=120, env=env_free)
+    proc = subprocess.run(
+        [sys.executable, "-m", "alexnet.evaluation.tables", str(outputs), "--wandb", "me/alexnet"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=env_free,
+    )
     assert proc.returncode == 0, proc.stderr
     assert "no WANDB_API_KEY" in proc.stderr
     assert "## Table 2" in proc.stdout and (outputs / "tables" / "tables.md").exists()
@@ -116,8 +150,15 @@ def test_tables_command(outputs, tmp_path):
 
 def imagenette_run(folder: Path, experiment: str, seed: int, top1: float, top5: float, root: Path) -> None:
     """A finished run as train.py leaves it with data=imagenette: Hydra's data choice, the root in its config, its overrides."""
-    overrides = [f"experiment={experiment}", f"seed={seed}", "data=imagenette", "data.resize=76", "trainer.max_epochs=12",
-                 "logger=none", "figures=false"]
+    overrides = [
+        f"experiment={experiment}",
+        f"seed={seed}",
+        "data=imagenette",
+        "data.resize=76",
+        "trainer.max_epochs=12",
+        "logger=none",
+        "figures=false",
+    ]
     write_run(folder, {**finished(experiment, top1, top5, seed), "overrides": overrides}, experiment)
     (folder / ".hydra" / "config.yaml").write_text(f"seed: {seed}\ndata:\n  root: {root}\n")
     choices = f"experiment: {experiment}\n      data: imagenette"
@@ -126,8 +167,14 @@ def imagenette_run(folder: Path, experiment: str, seed: int, top1: float, top5: 
 
 def test_a_three_seed_sweep_on_another_dataset_fills_its_own_table(outputs, tmp_path):
     sweep, root = outputs / "multiruns" / "imagenette", tmp_path / "imagenette-mini"
-    jobs = [("alexnet_paper", 1, 0.60), ("alexnet_paper", 2, 0.62), ("alexnet_paper", 3, 0.64),
-            ("ablation_no_dropout", 1, 0.70), ("ablation_no_dropout", 2, 0.71), ("ablation_no_dropout", 3, 0.72)]
+    jobs = [
+        ("alexnet_paper", 1, 0.60),
+        ("alexnet_paper", 2, 0.62),
+        ("alexnet_paper", 3, 0.64),
+        ("ablation_no_dropout", 1, 0.70),
+        ("ablation_no_dropout", 2, 0.71),
+        ("ablation_no_dropout", 3, 0.72),
+    ]
     for job, (experiment, seed, top1) in enumerate(jobs):
         imagenette_run(sweep / str(job), experiment, seed, top1, top1 / 3, root)
     # The same preset with another setting (more epochs) is another table, never averaged in.
@@ -144,6 +191,7 @@ def test_a_three_seed_sweep_on_another_dataset_fills_its_own_table(outputs, tmp_
     assert table["alexnet_paper"][1:] == ["3", "1, 2, 3", "62.0 ± 2.0", "20.7 ± 0.7", "", "", ""]
     # 71 - 62 = 9 points; standard error sqrt(1/3 + 4/3) = 1.3.
     assert table["ablation_no_dropout"][1:] == ["3", "1, 2, 3", "71.0 ± 1.0", "23.7 ± 0.3", "+9.0 ± 1.3", "+3.0 ± 0.4", "- / -"]
+    assert tables.by_dataset.delta([0.5, 0.5004], [0.5002, 0.5002]) == "+0.0 ± 0.0"  # never "-0.0"
     assert "1 finished run\n" in text and "`data.resize=76 trainer.max_epochs=90`" in text
     assert len(list((tmp_path / "tables").glob("measured_imagenette_*.csv"))) == 2
 

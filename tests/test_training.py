@@ -4,14 +4,17 @@ import json
 from pathlib import Path
 
 import pytest
-import torch
 import yaml
-
 from conftest import run_train
 
-
-ONE_BATCH = ["trainer.max_epochs=1", "+trainer.limit_train_batches=1", "+trainer.limit_val_batches=1", "test=false",
-             "data.batch_size=8", "data.num_workers=0"]
+ONE_BATCH = [
+    "trainer.max_epochs=1",
+    "+trainer.limit_train_batches=1",
+    "+trainer.limit_val_batches=1",
+    "test=false",
+    "data.batch_size=8",
+    "data.num_workers=0",
+]
 
 
 def tiny_data(tmp_path: Path) -> list[str]:
@@ -31,8 +34,15 @@ def test_fast_dev_run_through_train_py(tmp_path):
 
 @pytest.mark.parametrize(
     "override",
-    ["model.lrn=false", "model=alexnet_1gpu", "model.overlap_pool=false", "model.dropout=0", "model.activation=tanh",
-     "data.pca_lighting=false", "model.extra_conv=true"],
+    [
+        "model.lrn=false",
+        "model=alexnet_1gpu",
+        "model.overlap_pool=false",
+        "model.dropout=0",
+        "model.activation=tanh",
+        "data.pca_lighting=false",
+        "model.extra_conv=true",
+    ],
 )
 def test_each_ablation_runs(tmp_path, override):
     run = tmp_path / "run"
@@ -58,8 +68,15 @@ def test_multirun_puts_each_job_in_its_own_folder(tmp_path):
 
 def test_checkpoints_are_written_and_reload_with_their_architecture(tmp_path):
     run = tmp_path / "run"
-    run_train(*tiny_data(tmp_path), "trainer.max_epochs=1", "model=alexnet_1gpu", "data.batch_size=16", "data.num_workers=0",
-              "trainer.log_every_n_steps=1", f"hydra.run.dir={run}")
+    run_train(
+        *tiny_data(tmp_path),
+        "trainer.max_epochs=1",
+        "model=alexnet_1gpu",
+        "data.batch_size=16",
+        "data.num_workers=0",
+        "trainer.log_every_n_steps=1",
+        f"hydra.run.dir={run}",
+    )
     ckpts = sorted(p.name for p in (run / "checkpoints").glob("*.ckpt"))
     assert "last.ckpt" in ckpts and "epoch000.ckpt" in ckpts
     from alexnet.training.module import LitAlexNet
@@ -67,7 +84,15 @@ def test_checkpoints_are_written_and_reload_with_their_architecture(tmp_path):
     module = LitAlexNet.load_from_checkpoint(run / "checkpoints" / "last.ckpt", map_location="cpu")
     assert module.net.columns == 1 and module.net.crop_size == 67
     metrics = (run / "csv" / "metrics.csv").read_text().splitlines()[0].split(",")
-    assert {"train/loss", "val/top1_err", "val/top5_err", "test/top1_err", "test/top5_err", "lr-SGD/weights", "lr-SGD/biases"} <= set(metrics)
+    assert {
+        "train/loss",
+        "val/top1_err",
+        "val/top5_err",
+        "test/top1_err",
+        "test/top5_err",
+        "lr-SGD/weights",
+        "lr-SGD/biases",
+    } <= set(metrics)
 
 
 def test_seed_makes_runs_repeatable(tmp_path):

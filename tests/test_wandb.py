@@ -5,10 +5,9 @@ import struct
 from pathlib import Path
 
 import pytest
-from wandb.proto import wandb_internal_pb2
-
 from conftest import run_train
 from test_training import ONE_BATCH, tiny_data
+from wandb.proto import wandb_internal_pb2
 
 QUICK = ["++figures=false"]  # the figures have their own tests; here they only cost time
 
@@ -33,8 +32,8 @@ def records(path: Path):
         if 32768 - pos % 32768 < 7:  # block trailer: padding
             pos += 32768 - pos % 32768
             continue
-        _, length, kind = struct.unpack("<IHB", data[pos:pos + 7])
-        chunk += data[pos + 7:pos + 7 + length]
+        _, length, kind = struct.unpack("<IHB", data[pos : pos + 7])
+        chunk += data[pos + 7 : pos + 7 + length]
         pos += 7 + length
         if kind in (1, 4):  # a full record, or the last piece of one
             record = wandb_internal_pb2.Record()
@@ -54,8 +53,14 @@ def wandb_run(path: Path) -> dict:
             summary.update({item.key or "/".join(item.nested_key): item.value_json for item in record.summary.update})
         elif kind == "config":
             config.update({item.key or "/".join(item.nested_key): item.value_json for item in record.config.update})
-    return {"id": run.run_id, "name": run.display_name, "group": run.run_group, "job_type": run.job_type,
-            "summary": summary, "config": config}
+    return {
+        "id": run.run_id,
+        "name": run.display_name,
+        "group": run.run_group,
+        "job_type": run.job_type,
+        "summary": summary,
+        "config": config,
+    }
 
 
 def wandb_files(folder: Path) -> list[Path]:
@@ -85,8 +90,16 @@ def test_offline_run_then_resume_continues_the_same_run(tmp_path):
 
 def test_multirun_jobs_are_separate_runs_in_one_group(tmp_path):
     sweep = tmp_path / "sweep"
-    run_train("-m", "debug=fdr", "logger=wandb", "logger.wandb.mode=offline", *tiny_data(tmp_path), *QUICK,
-              "model.lrn=true,false", f"hydra.sweep.dir={sweep}")
+    run_train(
+        "-m",
+        "debug=fdr",
+        "logger=wandb",
+        "logger.wandb.mode=offline",
+        *tiny_data(tmp_path),
+        *QUICK,
+        "model.lrn=true,false",
+        f"hydra.sweep.dir={sweep}",
+    )
     runs = [wandb_run(f) for f in wandb_files(sweep)]
     assert len(runs) == 2 and runs[0]["id"] != runs[1]["id"]
     assert {r["group"] for r in runs} == {"demo-sweep"}
@@ -104,8 +117,9 @@ def test_disabled_writes_nothing(tmp_path, wandb_env):
 
 def test_online_without_api_key_is_one_clear_message(tmp_path):
     run = tmp_path / "run"
-    proc = run_train("debug=fdr", "logger=wandb", "logger.wandb.mode=online", *tiny_data(tmp_path), f"hydra.run.dir={run}",
-                     check=False)
+    proc = run_train(
+        "debug=fdr", "logger=wandb", "logger.wandb.mode=online", *tiny_data(tmp_path), f"hydra.run.dir={run}", check=False
+    )
     assert proc.returncode == 2
     errors = [line for line in proc.stderr.splitlines() if "error" in line.lower()]
     assert len(errors) == 1 and errors[0].startswith("config error: logger.wandb.mode=online but no W&B API key"), proc.stderr

@@ -12,8 +12,8 @@ import lightning as L
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.loggers import CSVLogger
 from lightning.pytorch.loggers.csv_logs import ExperimentWriter
-from lightning.pytorch.loops.training_epoch_loop import _TrainingEpochLoop
 from lightning.pytorch.loops.fit_loop import _FitLoop
+from lightning.pytorch.loops.training_epoch_loop import _TrainingEpochLoop
 from lightning.pytorch.strategies.launchers import subprocess_script
 
 # (owner, name, why): checked by missing_names().
@@ -36,8 +36,10 @@ def missing_names() -> list[str]:
     missing = []
     for owner, name, why in USED:
         if isinstance(owner, type):  # a method or class attribute, or an instance attribute its __init__ sets
-            present = any(name in vars(k) or name in getattr(vars(k).get("__init__"), "__code__", compile("", "", "exec")).co_names
-                          for k in owner.__mro__)
+            present = any(
+                name in vars(k) or name in getattr(vars(k).get("__init__"), "__code__", compile("", "", "exec")).co_names
+                for k in owner.__mro__
+            )
         else:
             present = hasattr(owner, name)
         if not present:

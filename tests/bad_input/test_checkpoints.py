@@ -50,24 +50,35 @@ def test_truncated_checkpoint_exits_with_one_line(tmp_path):
     assert "Traceback" not in proc.stderr
 
 
-@pytest.mark.parametrize("model, override, message", [
-    ({"columns": 1}, "model.columns=2",
-     (r"is from another architecture .*model.columns=1 there, 2 here; "
-      r"net.features.conv1.weight: \(48, 3, 11, 11\) there, \(96, 3, 11, 11\) here")),
-    ({"extra_conv": True}, "model.extra_conv=false", "is from another architecture .*unexpected net.features.conv6.weight"),
-    ({"num_classes": 1000}, "data.num_classes=10", "has 1000 classes \\(fc8\\), this run has data.num_classes=10"),
-])
+@pytest.mark.parametrize(
+    "model, override, message",
+    [
+        (
+            {"columns": 1},
+            "model.columns=2",
+            (
+                r"is from another architecture .*model.columns=1 there, 2 here; "
+                r"net.features.conv1.weight: \(48, 3, 11, 11\) there, \(96, 3, 11, 11\) here"
+            ),
+        ),
+        ({"extra_conv": True}, "model.extra_conv=false", "is from another architecture .*unexpected net.features.conv6.weight"),
+        ({"num_classes": 1000}, "data.num_classes=10", "has 1000 classes \\(fc8\\), this run has data.num_classes=10"),
+    ],
+)
 def test_checkpoint_of_another_network_is_refused_before_training(tmp_path, model, override, message):
     ckpt = lightning_checkpoint(tmp_path / "other.ckpt", **model)
     with pytest.raises(ConfigError, match=f"ckpt_path: {ckpt} " + message):
         train_here(tmp_path / "run", f"data.root={tmp_path}/synthetic", *TINY, override, f"ckpt_path={ckpt}")
 
 
-@pytest.mark.parametrize("content, message", [
-    (None, "no checkpoint file"),
-    (b"not a checkpoint", "is not a readable checkpoint"),
-    ({"weights": torch.zeros(3)}, "is not a Lightning checkpoint of this project"),
-])
+@pytest.mark.parametrize(
+    "content, message",
+    [
+        (None, "no checkpoint file"),
+        (b"not a checkpoint", "is not a readable checkpoint"),
+        ({"weights": torch.zeros(3)}, "is not a Lightning checkpoint of this project"),
+    ],
+)
 def test_missing_or_foreign_checkpoint_files_are_refused(tmp_path, content, message):
     path = tmp_path / "x.ckpt"
     if isinstance(content, bytes):
@@ -110,8 +121,9 @@ def test_full_disk_keeps_the_whole_checkpoint_and_the_rerun_resumes_from_it(full
     # The rerun: last.ckpt was never written; the whole epoch000.ckpt is where the run goes on from.
     again = run_train(*tiny(data, run, 1, *STEPS), "ckpt_path=last")
     out = again.stdout + again.stderr
-    assert (f"ckpt_path=last: {ckpts}/last.ckpt is missing; resuming from the newest complete checkpoint "
-            f"{ckpts}/epoch000.ckpt") in out
+    assert (
+        f"ckpt_path=last: {ckpts}/last.ckpt is missing; resuming from the newest complete checkpoint {ckpts}/epoch000.ckpt"
+    ) in out
     assert "Restored all states" in out
     summary = json.loads((run / "summary.json").read_text())
     assert summary["status"] == "finished" and summary["epochs"] == 1
@@ -137,8 +149,9 @@ def test_a_write_that_fails_midway_is_named_and_the_previous_checkpoint_stays(tm
     AtomicCheckpointIO().save_checkpoint({"state_dict": {"w": torch.ones(2**20)}, "global_step": 1}, ckpt)  # 4 MiB
     proc = subprocess.run([sys.executable, "-c", FILE_SIZE_LIMIT, str(ckpt)], capture_output=True, text=True, timeout=300)
     message = proc.stdout.strip()  # of the 16 MiB write, refused at 8
-    assert message.startswith(f"CheckpointWriteError: [Errno 27] could not write checkpoint {ckpt} (File too large): "
-                              f"{ckpt.parent} has "), proc.stdout + proc.stderr
+    assert message.startswith(
+        f"CheckpointWriteError: [Errno 27] could not write checkpoint {ckpt} (File too large): {ckpt.parent} has "
+    ), proc.stdout + proc.stderr
     assert "a checkpoint needs about 16 MiB; the previous checkpoints are intact (last.ckpt)" in message
     assert "unexpected pos" not in message
     assert torch.load(ckpt, weights_only=True)["global_step"] == 1
@@ -154,7 +167,7 @@ def test_every_checkpoint_carries_its_classes_and_they_are_checked(full_disk_run
     assert saved["class_names"][:2] == ["stripes disc", "stripes square"] and len(saved["train_fingerprint"]) == 40
     # The same number of classes, but not the same classes: the labels would mean other things.
     other = image_folder(tmp_path / "other", [*classes[:8], "n0000001", "n0000002"])
-    differ = (rf"only in the checkpoint: {classes[8]}, {classes[9]}; only in {other}: n0000001, n0000002")
+    differ = rf"only in the checkpoint: {classes[8]}, {classes[9]}; only in {other}: n0000001, n0000002"
     with pytest.raises(ConfigError, match=rf"^ckpt_path: {ckpt} was trained on other classes than this data: .*{differ}$"):
         train_here(tmp_path / "resume", *FOLDER, f"data.root={other}", f"ckpt_path={ckpt}")
     # eval.py on the bare file (no run folder beside it: the data is --data-root, read as image folders).
@@ -163,15 +176,23 @@ def test_every_checkpoint_carries_its_classes_and_they_are_checked(full_disk_run
     with pytest.raises(ConfigError, match=rf"^checkpoint: {bare} was trained on other classes than this data: .*{differ}$"):
         evaluate([str(bare)], crops=1, batch_size=8, data_root=str(other))
     # Folders are read in name order; a store or a devkit can number the same classes otherwise.
-    assert class_differences(["a", "b", "c"], ["b", "a", "c"], "there", "here") == \
-        "3 classes there, 3 here; the same classes in another order (label 0 is 'a' there, 'b' here)"
+    assert (
+        class_differences(["a", "b", "c"], ["b", "a", "c"], "there", "here")
+        == "3 classes there, 3 here; the same classes in another order (label 0 is 'a' there, 'b' here)"
+    )
     # A checkpoint from before class names were kept: evaluated, with a warning.
     old = lightning_checkpoint(tmp_path / "old.ckpt")
     with caplog.at_level(logging.WARNING):
         evaluate([old], crops=1, batch_size=8, data_root=str(other))
     assert f"checkpoint: {old} records no class names" in caplog.text
     # Fine-tuning onto new classes is the design (fc8 is new): recorded, not refused.
-    summary = train_here(tmp_path / "finetune", *FOLDER, f"data.root={other}", "trainer.max_epochs=1",
-                         "+trainer.limit_train_batches=1", f"+init_from={ckpt}")
+    summary = train_here(
+        tmp_path / "finetune",
+        *FOLDER,
+        f"data.root={other}",
+        "trainer.max_epochs=1",
+        "+trainer.limit_train_batches=1",
+        f"+init_from={ckpt}",
+    )
     assert summary["status"] == "finished"
     assert summary["init_from"]["classes"] == "differ" and differ in summary["init_from"]["differences"]

@@ -16,16 +16,23 @@ def write_run(folder, summary_text: str, experiment: str = "alexnet_paper") -> N
 
 def test_tables_name_corrupt_files_and_count_the_good_runs(tmp_path):
     out = tmp_path / "outputs"
-    good = {"status": "finished", "experiment": "alexnet_paper", "seed": 1, "test/top1_err": 0.40, "test/top5_err": 0.18,
-            "test_crops": 10}
+    good = {
+        "status": "finished",
+        "experiment": "alexnet_paper",
+        "seed": 1,
+        "test/top1_err": 0.40,
+        "test/top5_err": 0.18,
+        "test_crops": 10,
+    }
     write_run(out / "runs" / "good", json.dumps(good))
     write_run(out / "runs" / "cut", json.dumps(good)[:40])  # a write cut short (an old copy, a full disk)
     (out / "evals" / "e").mkdir(parents=True)
     (out / "evals" / "e" / "results.json").write_text('{"crops": 10, "ensemble": ')
     (out / "fig1" / "f").mkdir(parents=True)
     (out / "fig1" / "f" / "fig1.json").write_bytes(b"\xff\xfe not json")
-    proc = subprocess.run([sys.executable, "-m", "alexnet.evaluation.tables", str(out)], capture_output=True, text=True,
-                          cwd=ROOT, timeout=120)
+    proc = subprocess.run(
+        [sys.executable, "-m", "alexnet.evaluation.tables", str(out)], capture_output=True, text=True, cwd=ROOT, timeout=120
+    )
     assert proc.returncode == 0, proc.stderr
     assert "Traceback" not in proc.stderr
     table = (out / "tables" / "tables.md").read_text()

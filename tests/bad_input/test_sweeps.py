@@ -15,16 +15,28 @@ def test_a_job_with_a_bad_value_is_recorded_and_the_sweep_goes_on(tmp_path, monk
         monkeypatch.setenv(var, str(tmp_path / "wandb-home" / var.lower()))
     monkeypatch.delenv("WANDB_MODE", raising=False)
     sweep = tmp_path / "sweep"
-    proc = run_train("-m", "debug=fdr", f"data.root={tmp_path}/synthetic", *TINY, "logger=wandb", "logger.wandb.mode=offline",
-                     "model.dropout=0.2,1.5,0.3", f"hydra.sweep.dir={sweep}", check=False)
+    proc = run_train(
+        "-m",
+        "debug=fdr",
+        f"data.root={tmp_path}/synthetic",
+        *TINY,
+        "logger=wandb",
+        "logger.wandb.mode=offline",
+        "model.dropout=0.2,1.5,0.3",
+        f"hydra.sweep.dir={sweep}",
+        check=False,
+    )
     assert proc.returncode == 1
     summaries = [json.loads((sweep / job / "summary.json").read_text()) for job in ("0", "1", "2")]
     assert [s["status"] for s in summaries] == ["finished", "failed", "finished"]  # job 2 ran after job 1 failed
     assert summaries[1]["error"] == "ConfigError: model.dropout: must be in [0, 1), got 1.5"
     err = proc.stderr.strip().splitlines()
     assert "config error: model.dropout: must be in [0, 1), got 1.5" in err
-    assert any(f"job 1 failed: ConfigError: model.dropout: must be in [0, 1), got 1.5; recorded in {sweep}/1/summary.json; "
-               "the sweep goes on" in line for line in proc.stdout.splitlines() + err)
+    assert any(
+        f"job 1 failed: ConfigError: model.dropout: must be in [0, 1), got 1.5; recorded in {sweep}/1/summary.json; "
+        "the sweep goes on" in line
+        for line in proc.stdout.splitlines() + err
+    )
     # The last words: the count, naming the failed job.
     last = [line for line in err if line.strip() and not line.startswith("Set the environment variable HYDRA_FULL_ERROR")][-1]
     assert last == f"multirun {sweep}: 2 of 3 jobs finished, 1 failed (job 1); each job's summary.json says why"

@@ -63,8 +63,11 @@ class ExactResume(Callback):
     def state_dict(self) -> dict:
         kind, keys, pos, has_gauss, gauss = np.random.get_state()
         # Plain lists and tensors: checkpoints load with torch.load(weights_only=True).
-        states = {"torch": torch.get_rng_state(), "numpy": [kind, keys.tolist(), pos, has_gauss, gauss],
-                  "python": random.getstate()}
+        states = {
+            "torch": torch.get_rng_state(),
+            "numpy": [kind, keys.tolist(), pos, has_gauss, gauss],
+            "python": random.getstate(),
+        }
         if torch.cuda.is_available() and torch.cuda.is_initialized():
             states["cuda"] = torch.cuda.get_rng_state_all()
         return {"rng": states, "plateau": self.plateau_metrics()}

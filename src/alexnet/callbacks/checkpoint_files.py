@@ -90,8 +90,10 @@ def no_room(path: Path, reason: str, free: int, needed: int) -> str:
         fix = f"Free at least {mib(needed - free)} there"
     else:  # room on the disk, yet the write failed: a per-user quota or a file size limit
         fix = "Check the quota and the file size limit (ulimit -f) there"
-    return (f"could not write checkpoint {path} ({reason}): {path.parent} has {mib(free)} free and a checkpoint needs "
-            f"about {mib(needed)}; {previous}. {fix} and resume with ckpt_path=last")
+    return (
+        f"could not write checkpoint {path} ({reason}): {path.parent} has {mib(free)} free and a checkpoint needs "
+        f"about {mib(needed)}; {previous}. {fix} and resume with ckpt_path=last"
+    )
 
 
 def mib(n: int) -> str:
@@ -204,12 +206,16 @@ def check_matches(path: str, checkpoint: dict, module: torch.nn.Module, model_cf
         raise ConfigError(
             f"ckpt_path: {path} has {saved[fc8].shape[0]} classes (fc8), this run has data.num_classes={ours[fc8].shape[0]}"
         )
-    differences = [f"model.{k}={trained[k]!r} there, {v!r} here" for k, v in model_cfg.items()
-                   if k in trained and trained[k] != v]
+    differences = [
+        f"model.{k}={trained[k]!r} there, {v!r} here" for k, v in model_cfg.items() if k in trained and trained[k] != v
+    ]
     missing = [k for k in ours if k not in saved]
     unexpected = [k for k in saved if k not in ours]
-    shapes = [f"{k}: {tuple(saved[k].shape)} there, {tuple(v.shape)} here" for k, v in ours.items()
-              if k in saved and saved[k].shape != v.shape]
+    shapes = [
+        f"{k}: {tuple(saved[k].shape)} there, {tuple(v.shape)} here"
+        for k, v in ours.items()
+        if k in saved and saved[k].shape != v.shape
+    ]
     if missing or unexpected or shapes or differences:
         details = differences + shapes[:3]
         if missing:
@@ -251,8 +257,10 @@ def check_classes(key: str, path: str, checkpoint: dict, current: dict | None, s
     if current is None:
         return None
     if not saved:
-        log.warning(f"{key}: {path} records no class names (saved before they were kept in checkpoints): "
-                    "cannot check that its classes are this data's")
+        log.warning(
+            f"{key}: {path} records no class names (saved before they were kept in checkpoints): "
+            "cannot check that its classes are this data's"
+        )
         return {"classes": "not recorded in the checkpoint"}
     differences = class_differences(saved["classes"], current["classes"], "in the checkpoint", f"in {current['root']}")
     if differences and strict:
@@ -261,8 +269,10 @@ def check_classes(key: str, path: str, checkpoint: dict, current: dict | None, s
         log.warning(f"{key}: {path} was trained on other classes: {differences}; fc8 is new for this data's classes")
         return {"classes": "differ", "differences": differences}
     if saved.get("train_fingerprint") != current.get("train_fingerprint"):
-        log.warning(f"{key}: {path} has this data's classes but was trained on other training files "
-                    f"({saved.get('train_images')} images then, {current.get('train_images')} in {current['root']} now)")
+        log.warning(
+            f"{key}: {path} has this data's classes but was trained on other training files "
+            f"({saved.get('train_images')} images then, {current.get('train_images')} in {current['root']} now)"
+        )
         return {"classes": "same", "train_files": "differ"}
     return {"classes": "same", "train_files": "same"}
 
@@ -275,5 +285,10 @@ def class_identity(datamodule) -> dict | None:
     if train is None:
         return None
     classes = list(datamodule.classes)
-    return {"classes": classes, "class_names": list(datamodule.class_names()), "train_images": len(train),
-            "train_fingerprint": datamodule.train_fingerprint(), "root": str(datamodule.root)}
+    return {
+        "classes": classes,
+        "class_names": list(datamodule.class_names()),
+        "train_images": len(train),
+        "train_fingerprint": datamodule.train_fingerprint(),
+        "root": str(datamodule.root),
+    }

@@ -132,8 +132,10 @@ def save_all(module, datamodule, out: Path, loggers=(), max_train: int = 20000) 
     folder.mkdir(parents=True, exist_ok=True)
     paths = [folder / "conv1_filters.png"]
     conv1_grid(module.net).save(paths[0])
-    for name, fig in (("top5", top5_figure(module, datamodule, device=device)),
-                      ("neighbours", neighbours_figure(module, datamodule, max_train=max_train, device=device))):
+    for name, fig in (
+        ("top5", top5_figure(module, datamodule, device=device)),
+        ("neighbours", neighbours_figure(module, datamodule, max_train=max_train, device=device)),
+    ):
         paths.append(folder / f"{name}.png")
         fig.savefig(paths[-1], dpi=110)
         plt.close(fig)

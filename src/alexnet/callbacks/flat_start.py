@@ -59,13 +59,19 @@ class FlatStart(Callback):
             if self.stop:
                 path = last_checkpoint_path(trainer)
                 trainer.save_checkpoint(path)  # every rank calls it; rank 0 writes
-                raise FlatStartStop(f"{self.message(trainer, chance)}; stopped (callbacks.flat_start.stop=true), saved {path}",
-                                    "flat_start", 4, str(path))
+                raise FlatStartStop(
+                    f"{self.message(trainer, chance)}; stopped (callbacks.flat_start.stop=true), saved {path}",
+                    "flat_start",
+                    4,
+                    str(path),
+                )
 
     def message(self, trainer: L.Trainer, chance: float) -> str:
-        return (f"flat start: the training loss has stayed within {self.margin} of ln({round(math.exp(chance))}) = {chance:.3f} "
-                f"(uniform guesses) for {self.flat_steps} steps, up to step {trainer.global_step}. It may still leave it; "
-                "what usually helps: a smaller or larger optim.lr, or model.init=caffe (biases 0.1, bvlc_alexnet's start)")
+        return (
+            f"flat start: the training loss has stayed within {self.margin} of ln({round(math.exp(chance))}) = {chance:.3f} "
+            f"(uniform guesses) for {self.flat_steps} steps, up to step {trainer.global_step}. It may still leave it; "
+            "what usually helps: a smaller or larger optim.lr, or model.init=caffe (biases 0.1, bvlc_alexnet's start)"
+        )
 
     @rank_zero_only
     def report(self, trainer: L.Trainer, chance: float) -> None:

@@ -64,8 +64,10 @@ class GracefulStop(Callback):
         def on_signal(signum, frame):
             if self.signal is None:  # a second Ctrl+C changes nothing: the stop is already on its way
                 self.signal = signum
-                log.info(f"{signal.Signals(signum).name}: stopping after this batch, then saving last.ckpt "
-                         "(kill -9 stops at once; the checkpoints on disk stay whole)")
+                log.info(
+                    f"{signal.Signals(signum).name}: stopping after this batch, then saving last.ckpt "
+                    "(kill -9 stops at once; the checkpoints on disk stay whole)"
+                )
 
         usr = submitit_requeue_signal()
         if usr is not None:
@@ -232,4 +234,5 @@ class EnoughTrainingData(Callback):
         raise ConfigError(
             f"data.batch_size: {global_batch} is more than the {images} training images in {where}: every training "
             "batch is a full one (the paper's batches of 128; an epoch's last partial batch is dropped), so not one "
-            "step would be trained. Lower data.batch_size or add training images")
+            "step would be trained. Lower data.batch_size or add training images"
+        )

@@ -22,8 +22,11 @@ def forward_flops(net: torch.nn.Module, crop_size: int) -> dict[str, int]:
         net.eval()(x)
     net.train(was_training)
     root = type(net).__name__
-    return {name.removeprefix(root).removeprefix("."): sum(counts.values())
-            for name, counts in counter.get_flop_counts().items() if name.startswith(root)}
+    return {
+        name.removeprefix(root).removeprefix("."): sum(counts.values())
+        for name, counts in counter.get_flop_counts().items()
+        if name.startswith(root)
+    }
 
 
 class ModelSummary(RichModelSummary):
@@ -33,15 +36,19 @@ class ModelSummary(RichModelSummary):
         self.net = pl_module.net
         super().on_fit_start(trainer, pl_module)
 
-    def summarize(self, summary_data, total_parameters, trainable_parameters, model_size, total_training_modes, total_flops,
-                  **kwargs) -> None:
+    def summarize(
+        self, summary_data, total_parameters, trainable_parameters, model_size, total_training_modes, total_flops, **kwargs
+    ) -> None:
         flops = forward_flops(self.net, self.net.crop_size)
         names = dict(summary_data)["Name"]
 
         def of(name: str) -> int:  # "net", "net.features.conv1": the network's; the metrics' rows: none
             return flops.get(name.removeprefix("net").removeprefix("."), 0) if name.split(".")[0] == "net" else 0
 
-        data = [(column, [get_human_readable_count(of(n)) for n in names]) if column == "FLOPs" else (column, values)
-                for column, values in summary_data]
-        RichModelSummary.summarize(data, total_parameters, trainable_parameters, model_size, total_training_modes,
-                                   total_flops=flops[""], **kwargs)
+        data = [
+            (column, [get_human_readable_count(of(n)) for n in names]) if column == "FLOPs" else (column, values)
+            for column, values in summary_data
+        ]
+        RichModelSummary.summarize(
+            data, total_parameters, trainable_parameters, model_size, total_training_modes, total_flops=flops[""], **kwargs
+        )

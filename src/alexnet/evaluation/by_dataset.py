@@ -19,8 +19,21 @@ from omegaconf import OmegaConf
 from alexnet.paths import RunDir, project_root
 
 # Overrides that name the group's other axes, or cannot change what a run measures.
-NOT_SETTING = ("seed=", "experiment=", "data=", "data.root=", "data.num_workers=", "data.cache_dir=", "logger", "figures=",
-               "hydra.", "paths.", "tags=", "ckpt_path=", "callbacks.progress_bar")
+NOT_SETTING = (
+    "seed=",
+    "experiment=",
+    "data=",
+    "data.root=",
+    "data.num_workers=",
+    "data.cache_dir=",
+    "logger",
+    "figures=",
+    "hydra.",
+    "paths.",
+    "tags=",
+    "ckpt_path=",
+    "callbacks.progress_bar",
+)
 
 
 def dataset_of(run_dir: Path) -> dict:
@@ -73,7 +86,7 @@ def spread(values: list[float]) -> str:
 
 def delta(ablated: list[float], base: list[float]) -> str:
     """Difference of the means (points) +- its standard error, when both sides have several seeds."""
-    d = 100 * (mean(ablated) - mean(base))
+    d = round(100 * (mean(ablated) - mean(base)), 1) + 0.0  # never "-0.0"
     if len(ablated) > 1 and len(base) > 1:
         se = 100 * math.sqrt(stdev(ablated) ** 2 / len(ablated) + stdev(base) ** 2 / len(base))
         return f"{d:+.1f} ± {se:.1f}"
@@ -82,8 +95,16 @@ def delta(ablated: list[float], base: list[float]) -> str:
 
 def table(runs: list[dict], base: str, paper: dict[str, tuple[str, str]]) -> tuple[list[str], list[list[str]]]:
     """One row per preset: the baseline first, then the paper's ablations in ``paper``'s order, then the rest."""
-    header = ["Preset", "runs", "seeds", "Top-1 err (%)", "Top-5 err (%)", f"Top-1 delta vs {base}", f"Top-5 delta vs {base}",
-              "paper delta (top-1 / top-5)"]
+    header = [
+        "Preset",
+        "runs",
+        "seeds",
+        "Top-1 err (%)",
+        "Top-5 err (%)",
+        f"Top-1 delta vs {base}",
+        f"Top-5 delta vs {base}",
+        "paper delta (top-1 / top-5)",
+    ]
     by_preset: dict[str, list[dict]] = {}
     for run in runs:
         by_preset.setdefault(str(run.get("experiment")), []).append(run)
@@ -110,8 +131,10 @@ def measured_tables(runs: list[dict], base: str, paper: dict[str, tuple[str, str
     for i, ((name, root, crops, setting), group) in enumerate(ranked):
         crop = {10: "ten-crop", 1: "centre-crop"}.get(crops, f"{crops}-crop")
         runs_ = f"{len(group)} finished run{'s' if len(group) > 1 else ''}"
-        title = (f"Measured on {name} ({shown_root(root)}): {crop} test error (%), {runs_}\n\n"
-                 f"Setting (overrides shared by these runs): `{' '.join(setting) or 'none'}`. Mean ± sample std over seeds; "
-                 f"delta = preset minus {base} in points (> 0: the component helps) ± its standard error.")
+        title = (
+            f"Measured on {name} ({shown_root(root)}): {crop} test error (%), {runs_}\n\n"
+            f"Setting (overrides shared by these runs): `{' '.join(setting) or 'none'}`. Mean ± sample std over seeds; "
+            f"delta = preset minus {base} in points (> 0: the component helps) ± its standard error."
+        )
         out.append((f"measured_{name}_{i}", title, table(group, base, paper)))
     return out

@@ -75,8 +75,9 @@ def find_members(paths: list[str]) -> tuple[list[Member], list[dict]]:
         elif path.is_dir():
             jobs = sorted((p for p in path.iterdir() if is_run_dir(p)), key=lambda p: (len(p.name), p.name))
             if not jobs:
-                raise FileNotFoundError(f"{path}: neither a checkpoint, a run folder nor a multirun folder "
-                                        "(no */.hydra/config.yaml)")
+                raise FileNotFoundError(
+                    f"{path}: neither a checkpoint, a run folder nor a multirun folder (no */.hydra/config.yaml)"
+                )
             for job in jobs:
                 status = run_dir_summary(job).get("status", "incomplete (no summary.json)")
                 if status != "finished":
@@ -149,8 +150,16 @@ class Counts:
         return {"top1_err": self.wrong1 / self.n, "top5_err": self.wrong5 / self.n}
 
 
-def evaluate(paths: list[str], split: str = "val", crops: int = 10, batch_size: int = 64, num_workers: int = 0,
-             data_root: str | None = None, device: str | None = None, out: Path | None = None) -> dict:
+def evaluate(
+    paths: list[str],
+    split: str = "val",
+    crops: int = 10,
+    batch_size: int = 64,
+    num_workers: int = 0,
+    data_root: str | None = None,
+    device: str | None = None,
+    out: Path | None = None,
+) -> dict:
     if crops not in (1, 10):
         raise ConfigError(f"--crops must be 1 (centre) or 10 (corners, centre, reflections), got {crops}")
     start = time.time()
@@ -161,17 +170,22 @@ def evaluate(paths: list[str], split: str = "val", crops: int = 10, batch_size: 
     for m, c in zip(members[1:], configs[1:]):
         differ = [k for k in EVAL_KEYS if c.get(k) != configs[0].get(k)]
         if differ:
-            raise ConfigError(f"ensemble members see different test images: data.{differ[0]} is {c.get(differ[0])!r} for "
-                              f"{m.checkpoint} but {configs[0].get(differ[0])!r} for {members[0].checkpoint}")
+            raise ConfigError(
+                f"ensemble members see different test images: data.{differ[0]} is {c.get(differ[0])!r} for "
+                f"{m.checkpoint} but {configs[0].get(differ[0])!r} for {members[0].checkpoint}"
+            )
     datamodule = build_datamodule(configs[0], split, crops, batch_size, num_workers)
     for m, mod in zip(members, modules):
         if mod.net.num_classes != datamodule.num_classes:
-            raise ConfigError(f"{m.checkpoint} has {mod.net.num_classes} classes; "
-                              f"split '{split}' of {datamodule.root} has {datamodule.num_classes}")
+            raise ConfigError(
+                f"{m.checkpoint} has {mod.net.num_classes} classes; "
+                f"split '{split}' of {datamodule.root} has {datamodule.num_classes}"
+            )
     identity = checkpoint_files.class_identity(datamodule)  # same count is not enough: label i must be the same class
     for m in members:
-        checkpoint_files.check_classes("checkpoint", str(m.checkpoint), checkpoint_files.load(str(m.checkpoint)), identity,
-                                       strict=True)
+        checkpoint_files.check_classes(
+            "checkpoint", str(m.checkpoint), checkpoint_files.load(str(m.checkpoint)), identity, strict=True
+        )
     k = min(5, datamodule.num_classes)
     counts, ensemble = [Counts(k) for _ in members], Counts(k)
     datamodule.augment.to(device)
@@ -186,10 +200,16 @@ def evaluate(paths: list[str], split: str = "val", crops: int = 10, batch_size: 
             ensemble.update(total / len(modules), y)
     digest, n = fingerprint(datamodule.datasets["test"])
     results = {
-        "split": split, "crops": crops, "data_root": str(datamodule.root), "images": n, "data_fingerprint": digest,
+        "split": split,
+        "crops": crops,
+        "data_root": str(datamodule.root),
+        "images": n,
+        "data_fingerprint": digest,
         "members": [member_result(m, c) for m, c in zip(members, counts)],
         "ensemble": {"size": len(members), **ensemble.errors()},
-        "skipped": skipped, "seconds": round(time.time() - start, 1), "device": str(device),
+        "skipped": skipped,
+        "seconds": round(time.time() - start, 1),
+        "device": str(device),
     }
     if out is not None:
         out.parent.mkdir(parents=True, exist_ok=True)
@@ -199,6 +219,11 @@ def evaluate(paths: list[str], split: str = "val", crops: int = 10, batch_size: 
 
 def member_result(member: Member, counts: Counts) -> dict:
     summary = member.summary()
-    return {"checkpoint": str(member.checkpoint), "run_dir": str(member.run_dir) if member.run_dir else None,
-            "experiment": summary.get("experiment"), "seed": summary.get("seed"), "tags": summary.get("tags", []),
-            **counts.errors()}
+    return {
+        "checkpoint": str(member.checkpoint),
+        "run_dir": str(member.run_dir) if member.run_dir else None,
+        "experiment": summary.get("experiment"),
+        "seed": summary.get("seed"),
+        "tags": summary.get("tags", []),
+        **counts.errors(),
+    }

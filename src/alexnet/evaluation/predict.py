@@ -28,8 +28,9 @@ class Prediction:
     probabilities: list[float]
 
     def as_dict(self) -> dict:
-        top = [{"class": c, "name": n, "probability": round(p, 6)}
-               for c, n, p in zip(self.classes, self.names, self.probabilities)]
+        top = [
+            {"class": c, "name": n, "probability": round(p, 6)} for c, n, p in zip(self.classes, self.names, self.probabilities)
+        ]
         return {"image": self.image, "top": top}
 
 
@@ -60,8 +61,9 @@ class Predictor:
         os.environ.setdefault("PROJECT_ROOT", str(project_root()))  # what the run's saved config interpolates
         members, _ = find_members([run_or_checkpoint])
         if len(members) > 1:
-            raise ConfigError(f"{run_or_checkpoint} holds {len(members)} runs (a multirun folder): "
-                              "pass one run folder or checkpoint")
+            raise ConfigError(
+                f"{run_or_checkpoint} holds {len(members)} runs (a multirun folder): pass one run folder or checkpoint"
+            )
         member = members[0]
         self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
         self.module = load_module(member.checkpoint, map_location=self.device).eval()
@@ -72,8 +74,9 @@ class Predictor:
         self.classes = self.datamodule.datasets["train"].classes
         self.names = self.datamodule.class_names()
         if self.module.net.num_classes != len(self.classes):
-            raise ConfigError(f"{member.checkpoint} has {self.module.net.num_classes} classes; "
-                              f"{self.datamodule.root} has {len(self.classes)}")
+            raise ConfigError(
+                f"{member.checkpoint} has {self.module.net.num_classes} classes; {self.datamodule.root} has {len(self.classes)}"
+            )
 
     def predict(self, files: list[Path], top_k: int = 5, batch_size: int = 32) -> Iterator[Prediction | tuple[Path, str]]:
         """A Prediction per readable file, (file, reason) per unreadable one, in the order given."""

@@ -57,18 +57,31 @@ BASE = "alexnet_paper"
 # single nets are ten-crop ("averaging the predictions ... on the ten patches", section 4.1; on
 # ILSVRC-2010 the centre crop alone gave 39.0 / 18.3 instead of 37.5 / 17.0, section 6).
 REFERENCES = [
-    ("paper: 1 CNN", 40.7, 18.2,
-     "ten 224 crops (corners, centre, reflections) of 256x256; per-pixel mean; N(0, 0.01), biases 1; PCA colour noise; "
-     "~90 epochs",
-     "Krizhevsky et al., NIPS 2012, Table 2"),
-    ("Caffe bvlc_alexnet", 42.9, 19.8,
-     "centre 227 crop of 256x256; mean image; N(0, 0.01), fc6/fc7 N(0, 0.005), biases 0.1; no PCA colour noise; 360k iterations",
-     "BVLC/caffe models/bvlc_alexnet/readme.md: top-1 accuracy 57.1%, top-5 80.2%, 'using just the center crop'"),
-    ("torchvision alexnet", 43.48, 20.93,
-     "centre 224 crop of shorter side 256; per-channel mean/std; one-GPU 'one weird trick' net (64/192/384/256/256 kernels, "
-     "no LRN, no groups); PyTorch's default init",
-     "pytorch/vision torchvision/models/alexnet.py, AlexNet_Weights.IMAGENET1K_V1: acc@1 56.522, acc@5 79.066 "
-     "(its older docs table: 43.45 / 20.91, 1-crop)"),
+    (
+        "paper: 1 CNN",
+        40.7,
+        18.2,
+        "ten 224 crops (corners, centre, reflections) of 256x256; per-pixel mean; N(0, 0.01), biases 1; PCA colour noise; "
+        "~90 epochs",
+        "Krizhevsky et al., NIPS 2012, Table 2",
+    ),
+    (
+        "Caffe bvlc_alexnet",
+        42.9,
+        19.8,
+        "centre 227 crop of 256x256; mean image; N(0, 0.01), fc6/fc7 N(0, 0.005), biases 0.1; "
+        "no PCA colour noise; 360k iterations",
+        "BVLC/caffe models/bvlc_alexnet/readme.md: top-1 accuracy 57.1%, top-5 80.2%, 'using just the center crop'",
+    ),
+    (
+        "torchvision alexnet",
+        43.48,
+        20.93,
+        "centre 224 crop of shorter side 256; per-channel mean/std; one-GPU 'one weird trick' net (64/192/384/256/256 kernels, "
+        "no LRN, no groups); PyTorch's default init",
+        "pytorch/vision torchvision/models/alexnet.py, AlexNet_Weights.IMAGENET1K_V1: acc@1 56.522, acc@5 79.066 "
+        "(its older docs table: 43.45 / 20.91, 1-crop)",
+    ),
 ]
 # The data configs (conf/data/) of the paper's datasets: only their runs fill the paper's tables.
 PAPER_DATA = {None, "imagenet", "ilsvrc2010"}
@@ -137,9 +150,16 @@ def wandb_runs(project: str, known_ids: set) -> list[dict]:
                 continue
             status = {"finished": "finished", "running": "incomplete (running)", "killed": "interrupted"}.get(r.state, "failed")
             summary = {k: v for k, v in dict(r.summary).items() if k.startswith("test/")}
-            runs.append({**summary, "status": status, "experiment": next((t for t in r.tags if t in presets), None),
-                         "seed": r.config.get("seed"), "test_crops": (r.config.get("data") or {}).get("test_crops"),
-                         "run_dir": r.url})
+            runs.append(
+                {
+                    **summary,
+                    "status": status,
+                    "experiment": next((t for t in r.tags if t in presets), None),
+                    "seed": r.config.get("seed"),
+                    "test_crops": (r.config.get("data") or {}).get("test_crops"),
+                    "run_dir": r.url,
+                }
+            )
         return runs
     except Exception as err:  # offline, bad key, unknown project: the local tables still stand
         log.warning(f"W&B: not read ({type(err).__name__}: {err})")
@@ -162,8 +182,9 @@ def not_counted_reason(run: dict) -> str:
 
 def single(runs: list[dict], experiment: str) -> tuple[float | None, float | None, list[str]]:
     """Mean test top-1 / top-5 error (%) over the finished runs of one preset, and their folders."""
-    done = [r for r in runs if r.get("experiment") == experiment and counted(r)
-            and (r.get("data") or {}).get("name") in PAPER_DATA]
+    done = [
+        r for r in runs if r.get("experiment") == experiment and counted(r) and (r.get("data") or {}).get("name") in PAPER_DATA
+    ]
     if not done:
         return None, None, []
     top1, top5 = (100 * mean(r[f"test/{k}_err"] for r in done) for k in ("top1", "top5"))
@@ -172,8 +193,9 @@ def single(runs: list[dict], experiment: str) -> tuple[float | None, float | Non
 
 def ensemble(evals: list[dict], members: dict) -> tuple[float | None, float | None, list[str]]:
     """The latest ten-crop evaluation whose members are exactly ``members`` (preset -> count)."""
-    matches = [e for e in evals
-               if e.get("crops") == 10 and Counter(m.get("experiment") for m in e["members"]) == Counter(members)]
+    matches = [
+        e for e in evals if e.get("crops") == 10 and Counter(m.get("experiment") for m in e["members"]) == Counter(members)
+    ]
     if not matches:
         return None, None, []
     latest = max(matches, key=lambda e: e["mtime"])
@@ -199,8 +221,19 @@ def table1(runs: list[dict]) -> tuple[list[str], list[list[str]]]:
 
 
 def table2(runs: list[dict], evals: list[dict]) -> tuple[list[str], list[list[str]]]:
-    header = ["Model", "Top-1 (val) paper", "measured", "diff", "Top-5 (val) paper", "measured", "diff",
-              "Top-5 (test) paper", "measured", "diff", "runs"]
+    header = [
+        "Model",
+        "Top-1 (val) paper",
+        "measured",
+        "diff",
+        "Top-5 (val) paper",
+        "measured",
+        "diff",
+        "Top-5 (test) paper",
+        "measured",
+        "diff",
+        "runs",
+    ]
     rows = []
     for model, top1, top5, top5_test, source in TABLE2:
         if source is None:
@@ -216,8 +249,17 @@ def table2(runs: list[dict], evals: list[dict]) -> tuple[list[str], list[list[st
 
 def ablation_table(runs: list[dict]) -> tuple[list[str], list[list[str]]]:
     """Error without the component minus error with it (alexnet_paper), in points: > 0 means it helps."""
-    header = ["Ablation", "Component", "Top-1 delta paper", "measured", "diff", "Top-5 delta paper", "measured", "diff",
-              "runs (ablation/base)"]
+    header = [
+        "Ablation",
+        "Component",
+        "Top-1 delta paper",
+        "measured",
+        "diff",
+        "Top-5 delta paper",
+        "measured",
+        "diff",
+        "runs (ablation/base)",
+    ]
     b1, b5, base = single(runs, BASE)
     rows = []
     for experiment, component, d1, d5 in ABLATIONS:
@@ -241,8 +283,11 @@ def paper_deltas() -> dict[str, tuple[str, str]]:
 
 def not_counted_table(runs: list[dict]) -> tuple[list[str], list[list[str]]]:
     header = ["Run", "Experiment", "Status", "Error"]
-    rows = [[r["run_dir"], str(r.get("experiment")), not_counted_reason(r), (r.get("error") or r.get("message") or "")[:200]]
-            for r in runs if not counted(r) and r.get("experiment") in TABLE_PRESETS]
+    rows = [
+        [r["run_dir"], str(r.get("experiment")), not_counted_reason(r), (r.get("error") or r.get("message") or "")[:200]]
+        for r in runs
+        if not counted(r) and r.get("experiment") in TABLE_PRESETS
+    ]
     return header, rows
 
 
@@ -257,7 +302,11 @@ def figure1_table(results: list[dict]) -> tuple[list[str], list[list[str]]]:
         bound = ">= " if r.get("speedup_is_lower_bound") else ""
         speedup = f"{bound}{r['speedup']:.1f}x" if r.get("speedup") else ""
         c = r.get("common_level")
-        common = f"{c['train_err']:.1%}: {c['epochs']['relu']:.2f} vs {c['epochs']['tanh']:.2f} epochs, {c['speedup']:.1f}x" if c else ""
+        common = (
+            f"{c['train_err']:.1%}: {c['epochs']['relu']:.2f} vs {c['epochs']['tanh']:.2f} epochs, {c['speedup']:.1f}x"
+            if c
+            else ""
+        )
         rows.append([str(Path(r["path"]).parent), epochs["relu"], epochs["tanh"], speedup, common])
     return header, rows
 
@@ -276,14 +325,18 @@ def render(runs: list[dict], evals: list[dict], out: Path, fig1: list[dict] = ()
         "table1": ("Table 1: ILSVRC-2010 test set, error rates (%)", table1(runs)),
         "table2": ("Table 2: ILSVRC-2012, error rates (%); test column needs the evaluation server", table2(runs, evals)),
         "references": ("Reference single AlexNets: ILSVRC-2012 validation error (%), with their protocols", reference_table()),
-        "ablations": ("Ablations: error without the component minus error with it (points; > 0: the component helps)",
-                      ablation_table(runs)),
+        "ablations": (
+            "Ablations: error without the component minus error with it (points; > 0: the component helps)",
+            ablation_table(runs),
+        ),
         **{stem: (title, rows) for stem, title, rows in by_dataset.measured_tables(runs, BASE, paper_deltas())},
         "figure1": ("Figure 1: epochs to 25% training error on CIFAR-10, ReLU vs tanh", figure1_table(list(fig1))),
         "not_counted": ("Runs not counted (failed, interrupted, incomplete or untested)", not_counted_table(runs)),
     }
-    parts = ["Single nets: mean ten-crop test error over the finished ILSVRC runs of the preset (`runs`); "
-             "ensembles: the latest ten-crop `eval.py` results.json with exactly those members; measured minus paper in `diff`."]
+    parts = [
+        "Single nets: mean ten-crop test error over the finished ILSVRC runs of the preset (`runs`); "
+        "ensembles: the latest ten-crop `eval.py` results.json with exactly those members; measured minus paper in `diff`."
+    ]
     for name, (title, (header, rows)) in tables.items():
         with open(out / f"{name}.csv", "w", newline="") as f:
             csv.writer(f).writerows([header, *rows])
@@ -294,13 +347,17 @@ def render(runs: list[dict], evals: list[dict], out: Path, fig1: list[dict] = ()
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description="Tables 1 and 2 and the ablation deltas, paper vs measured; "
-                                     "a measured ablation table per dataset; reference results of other reimplementations")
-    parser.add_argument("folders", nargs="*", type=Path, default=[Path("outputs")],
-                        help="where run folders and results.json live")
+    parser = argparse.ArgumentParser(
+        description="Tables 1 and 2 and the ablation deltas, paper vs measured; "
+        "a measured ablation table per dataset; reference results of other reimplementations"
+    )
+    parser.add_argument(
+        "folders", nargs="*", type=Path, default=[Path("outputs")], help="where run folders and results.json live"
+    )
     parser.add_argument("--out", type=Path, default=None, help="default: <first folder>/tables")
-    parser.add_argument("--wandb", default=None, metavar="ENTITY/PROJECT",
-                        help="also read this W&B project (needs WANDB_API_KEY)")
+    parser.add_argument(
+        "--wandb", default=None, metavar="ENTITY/PROJECT", help="also read this W&B project (needs WANDB_API_KEY)"
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     for folder in args.folders:

@@ -26,6 +26,8 @@ from torchvision.io import decode_jpeg, read_file
 ACTIVATIONS = {"relu": nn.ReLU, "tanh": nn.Tanh}
 SEGMENTS = 5  # training error points per epoch (cuda-convnet's five CIFAR-10 data batches)
 CHANCE = 0.9  # training error of an untrained net on ten classes: the curves start there
+
+
 def load_folder(root: Path, split: str, limit: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
     """All images of ``root/split/<class>/*`` as one uint8 tensor (N, 3, 32, 32), decoded once."""
     names = class_names(root)
@@ -76,9 +78,15 @@ class FourLayerNet(nn.Module):
         c1, c2, c3 = widths
         # ceil_mode: cuda-convnet's pooling covers the border, 32 -> 16 -> 8 -> 4.
         self.features = nn.Sequential(
-            nn.Conv2d(3, c1, 5, padding=2), act(), nn.MaxPool2d(3, 2, ceil_mode=True),
-            nn.Conv2d(c1, c2, 5, padding=2), act(), nn.AvgPool2d(3, 2, ceil_mode=True),
-            nn.Conv2d(c2, c3, 5, padding=2), act(), nn.AvgPool2d(3, 2, ceil_mode=True),
+            nn.Conv2d(3, c1, 5, padding=2),
+            act(),
+            nn.MaxPool2d(3, 2, ceil_mode=True),
+            nn.Conv2d(c1, c2, 5, padding=2),
+            act(),
+            nn.AvgPool2d(3, 2, ceil_mode=True),
+            nn.Conv2d(c2, c3, 5, padding=2),
+            act(),
+            nn.AvgPool2d(3, 2, ceil_mode=True),
         )
         self.fc = nn.Linear(c3 * 16, 10)
         # Section 5's N(0, 0.01) weights; zero biases (the bias 1 of section 5 is for ReLUs only).
@@ -187,23 +195,37 @@ def summarise(curves: dict, lrs: dict, seconds: dict, cfg: dict, wall: float) ->
     target = cfg["target"]
     relu, tanh = (epochs_to(curves[a], target) for a in ("relu", "tanh"))
     ran = {a: curves[a][-1][0] if curves[a] else 0.0 for a in curves}
-    result = {"status": "finished", "target_train_err": target, "lr": lrs, "seconds": seconds, "wall_seconds": round(wall, 1),
-              "epochs_run": ran, "epochs_to_target": {"relu": relu, "tanh": tanh}, "widths": cfg["widths"],
-              "batch_size": cfg["batch_size"], "train_err": {a: [list(p) for p in c] for a, c in curves.items()}}
+    result = {
+        "status": "finished",
+        "target_train_err": target,
+        "lr": lrs,
+        "seconds": seconds,
+        "wall_seconds": round(wall, 1),
+        "epochs_run": ran,
+        "epochs_to_target": {"relu": relu, "tanh": tanh},
+        "widths": cfg["widths"],
+        "batch_size": cfg["batch_size"],
+        "train_err": {a: [list(p) for p in c] for a, c in curves.items()},
+    }
     result["speedup"], result["speedup_is_lower_bound"] = None, False
     if relu is not None and tanh is not None:
         result["speedup"] = tanh / relu
-        result["verdict"] = (f"ReLU: {relu:.2f} epochs, tanh: {tanh:.2f} epochs to {target:.0%} training error; "
-                             f"speed-up {tanh / relu:.1f}x (paper: 6x)")
+        result["verdict"] = (
+            f"ReLU: {relu:.2f} epochs, tanh: {tanh:.2f} epochs to {target:.0%} training error; "
+            f"speed-up {tanh / relu:.1f}x (paper: 6x)"
+        )
     elif relu is not None:
         # tanh has not reached the target in the epochs it ran: the ratio is at least this.
         result["speedup"], result["speedup_is_lower_bound"] = ran["tanh"] / relu, True
-        result["verdict"] = (f"ReLU: {relu:.2f} epochs to {target:.0%} training error; "
-                             f"tanh: not reached in {ran['tanh']:g} epochs (cap); "
-                             f"speed-up >= {result['speedup']:.1f}x (paper: 6x)")
+        result["verdict"] = (
+            f"ReLU: {relu:.2f} epochs to {target:.0%} training error; "
+            f"tanh: not reached in {ran['tanh']:g} epochs (cap); "
+            f"speed-up >= {result['speedup']:.1f}x (paper: 6x)"
+        )
     else:
-        result["verdict"] = (f"ReLU did not reach {target:.0%} training error in {ran['relu']:g} epochs (cap): "
-                             f"no ratio at {target:.0%}")
+        result["verdict"] = (
+            f"ReLU did not reach {target:.0%} training error in {ran['relu']:g} epochs (cap): no ratio at {target:.0%}"
+        )
     # Also the ratio at the lowest error both nets reached: a measure that exists whatever the cap.
     finite = {a: [e for _, e in c if math.isfinite(e)] for a, c in curves.items()}
     if all(finite.values()):
@@ -223,8 +245,13 @@ def plot(curves: dict, target: float, result: dict, path: Path) -> None:
     fig, ax = plt.subplots(figsize=(5, 4), dpi=120)
     for activation, style in (("relu", "-"), ("tanh", "--")):
         epochs, errs = zip(*([(0.0, CHANCE)] + list(curves[activation])))
-        ax.plot(epochs, errs, style, color="k",
-                label=f"{'ReLU' if activation == 'relu' else 'tanh'} (lr {result['lr'][activation]:g})")
+        ax.plot(
+            epochs,
+            errs,
+            style,
+            color="k",
+            label=f"{'ReLU' if activation == 'relu' else 'tanh'} (lr {result['lr'][activation]:g})",
+        )
     ax.axhline(target, color="grey", lw=0.8)
     ax.set_xlabel("Epochs")
     ax.set_ylabel("Training error rate")
@@ -274,11 +301,18 @@ def keys_help() -> str:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0].replace("\n", " "), epilog=keys_help(),
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0].replace("\n", " "),
+        epilog=keys_help(),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("--out", default="outputs/fig1", help="folder for fig1_relu_vs_tanh.png and fig1.json")
-    parser.add_argument("overrides", nargs="*", metavar="KEY=VALUE",
-                        help="keys of conf/experiment/fig1_relu_vs_tanh.yaml's fig1 node, e.g. max_epochs=2 lr.tanh=null")
+    parser.add_argument(
+        "overrides",
+        nargs="*",
+        metavar="KEY=VALUE",
+        help="keys of conf/experiment/fig1_relu_vs_tanh.yaml's fig1 node, e.g. max_epochs=2 lr.tanh=null",
+    )
     args = parser.parse_args(argv)
     run(defaults(args.overrides), Path(args.out))
 

@@ -60,8 +60,19 @@ def config_error(message: str):
     raise SystemExit(2)
 
 
-def wandb_logger(mode: str = "auto", project: str = "alexnet", entity=None, name=None, group=None, job_type=None,
-                 tags=(), log_model=False, save_dir: str = ".", ckpt_path=None, **kwargs) -> WandbLogger:
+def wandb_logger(
+    mode: str = "auto",
+    project: str = "alexnet",
+    entity=None,
+    name=None,
+    group=None,
+    job_type=None,
+    tags=(),
+    log_model=False,
+    save_dir: str = ".",
+    ckpt_path=None,
+    **kwargs,
+) -> WandbLogger:
     """The `logger.wandb` node: a WandbLogger with mode, name, group and resume id filled in."""
     import wandb
 
@@ -77,7 +88,12 @@ def wandb_logger(mode: str = "auto", project: str = "alexnet", entity=None, name
     if log_model and chosen != "online":
         log.info("logger.wandb.log_model ignored: checkpoints are uploaded as artifacts only online")
     logger = TrackedWandbLogger(
-        project=project, entity=entity, save_dir=save_dir, id=run_id, mode=chosen, tags=list(tags or []),
+        project=project,
+        entity=entity,
+        save_dir=save_dir,
+        id=run_id,
+        mode=chosen,
+        tags=list(tags or []),
         name=name or (run_name(hydra) if hydra else None),
         group=group or (sweep_group(hydra) if hydra else None),
         job_type=job_type or (hydra.runtime.choices.get("experiment") if hydra else None) or "train",
@@ -91,8 +107,9 @@ def wandb_logger(mode: str = "auto", project: str = "alexnet", entity=None, name
         return logger
     run = logger.experiment  # start now: a failure shows before training, and the id can be stored
     (Path(save_dir) / ID_FILE).write_text(run.id + "\n")
-    run.config.update({"system": system_info(), "overrides": list(hydra.overrides.task) if hydra else sys.argv[1:]},
-                      allow_val_change=True)
+    run.config.update(
+        {"system": system_info(), "overrides": list(hydra.overrides.task) if hydra else sys.argv[1:]}, allow_val_change=True
+    )
     if chosen == "offline":
         log.warning(f"W&B offline ({reason}); upload later with: wandb sync {run.settings.sync_dir}")
     return logger
@@ -114,13 +131,16 @@ def choose_mode(mode: str) -> tuple[str, str]:
     url = os.environ.get("WANDB_BASE_URL") or wandb.Settings().base_url
     if not has_api_key(url):
         if mode == "online":
-            config_error(f"{said} but no W&B API key was found: run `wandb login` (or set WANDB_API_KEY), "
-                         "or use logger.wandb.mode=offline and `wandb sync` later")
+            config_error(
+                f"{said} but no W&B API key was found: run `wandb login` (or set WANDB_API_KEY), "
+                "or use logger.wandb.mode=offline and `wandb sync` later"
+            )
         return "offline", "no API key: `wandb login` to go online"
     if not reachable(url):
         if mode == "online":
-            config_error(f"{said} but the W&B server {url} cannot be reached: "
-                         "use logger.wandb.mode=offline and `wandb sync` later")
+            config_error(
+                f"{said} but the W&B server {url} cannot be reached: use logger.wandb.mode=offline and `wandb sync` later"
+            )
         return "offline", f"{url} unreachable"
     return "online", "API key and network"
 
@@ -281,12 +301,18 @@ def record_failed(cfg, summary: dict) -> None:
             experiment = hydra.runtime.choices.get("experiment") if hydra else None
             save_dir = Path(str(node.get("save_dir") or "."))
             save_dir.mkdir(parents=True, exist_ok=True)
-            run = wandb.init(project=node.get("project"), entity=node.get("entity"), dir=str(save_dir), mode=mode,
-                             name=node.get("name") or (run_name(hydra) if hydra else None),
-                             group=node.get("group") or (sweep_group(hydra) if hydra else None),
-                             job_type=node.get("job_type") or experiment or "train",
-                             tags=list(node.get("tags") or []), settings=wandb.Settings(silent=True, **git_settings()),
-                             config={"overrides": list(hydra.overrides.task) if hydra else sys.argv[1:]})
+            run = wandb.init(
+                project=node.get("project"),
+                entity=node.get("entity"),
+                dir=str(save_dir),
+                mode=mode,
+                name=node.get("name") or (run_name(hydra) if hydra else None),
+                group=node.get("group") or (sweep_group(hydra) if hydra else None),
+                job_type=node.get("job_type") or experiment or "train",
+                tags=list(node.get("tags") or []),
+                settings=wandb.Settings(silent=True, **git_settings()),
+                config={"overrides": list(hydra.overrides.task) if hydra else sys.argv[1:]},
+            )
         run.summary.update({"status": summary.get("status", "failed"), "error": summary.get("error", "")})
         wandb.finish(exit_code=1)
     except (Exception, SystemExit) as err:  # config_error's SystemExit included: a bad wandb node has its own message

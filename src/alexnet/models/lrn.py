@@ -27,15 +27,12 @@ from torch.nn import functional as F
 LRNConvention = Literal["cuda_convnet", "printed"]
 LRN_CONVENTIONS = ("cuda_convnet", "printed")
 
-# The window sum is a matrix product with a band matrix, done per block of output channels
-# over only the input channels its window reaches: 1.5-3.5x faster than the full C x C product
-# at C=96 and C=256 and 2x faster than n shifted-slice additions (measured on one core). Blocks
-# of 32 were fastest, except 16 for the long rows of NCHW conv1 outputs (55x55 per channel).
-BLOCK, LONG_ROWS_BLOCK, LONG_ROWS = 32, 16, 2048
-# Elements per chunk of the batch. Temporaries of this size come back from the allocator's
-# free lists; full-size ones are fresh mmaps, whose page faults cost about as much as an
-# elementwise pass over them (measured on the conv1 output at batch 128).
-CHUNK = 1 << 20
+# The window sum is one matrix product with a C x C band matrix for the whole batch. Products
+# with blocks of the band (only the channels a window reaches) were up to 2x faster on one core
+# but took seconds instead of 60 ms with 2 threads when other jobs shared the cores, as did any
+# split into many small products (measured at C=96 and C=256, batch 128); so was the batch in
+# chunks. The elementwise steps write into the buffers that are kept anyway, because a fresh
+# full-size tensor costs its page faults, about one elementwise pass (measured).
 
 
 def band(channels: int, size: int, coefficient: float, like: torch.Tensor) -> torch.Tensor:
@@ -43,17 +40,12 @@ def band(channels: int, size: int, coefficient: float, like: torch.Tensor) -> to
     return ((i[:, None] - i[None, :]).abs() <= size // 2).to(like.dtype) * coefficient
 
 
-def window_sum_into(x: torch.Tensor, weights: torch.Tensor, size: int, out: torch.Tensor, channels_last: bool) -> None:
-    """out = weights @ x over the channel axis: x, out are (rows, C, L), or (pixels, C) when channels-last."""
-    c, h = weights.shape[0], size // 2
-    block = LONG_ROWS_BLOCK if not channels_last and x.shape[-1] >= LONG_ROWS else BLOCK
-    for lo in range(0, c, block):
-        hi = min(c, lo + block)
-        a, b = max(0, lo - h), min(c, hi + h)
-        if channels_last:
-            torch.mm(x[:, a:b], weights[a:b, lo:hi], out=out[:, lo:hi])
-        else:
-            torch.matmul(weights[lo:hi, a:b], x[:, a:b], out=out[:, lo:hi])
+def window_sum_into(x: torch.Tensor, weights: torch.Tensor, out: torch.Tensor, channels_last: bool) -> None:
+    """out = weights @ x over the channel axis (weights is symmetric): (N, C, L) in NCHW, (N*H*W, C) channels-last."""
+    if channels_last:
+        torch.mm(x, weights, out=out)
+    else:
+        torch.matmul(weights, x, out=out)
 
 
 def neg_pow_into(d: torch.Tensor, beta: float, out: torch.Tensor) -> None:
@@ -101,21 +93,15 @@ class LRNFunction(torch.autograd.Function):
         ctx.channels_last = a.dim() == 4 and a.is_contiguous(memory_format=torch.channels_last) and not a.is_contiguous()
         fmt = torch.channels_last if ctx.channels_last else torch.contiguous_format
         a = a.contiguous(memory_format=fmt)
-        b, r, q = (torch.empty_like(a, memory_format=fmt) for _ in range(3))
-        weights = band(a.shape[1], size, scale, a)
-        A, B, R, Q = (rows_of(t, ctx.channels_last) for t in (a, b, r, q))
-        step = max(1, CHUNK // (A[0].numel()))
+        b, d, r = (torch.empty_like(a, memory_format=fmt) for _ in range(3))
+        A, B, D = (rows_of(t, ctx.channels_last) for t in (a, b, d))
         with torch.autocast(a.device.type, enabled=False):  # the window sum in the input's dtype
-            for i in range(0, A.shape[0], step):
-                ai, bi, ri, qi = A[i : i + step], B[i : i + step], R[i : i + step], Q[i : i + step]
-                window_sum_into(ai * ai, weights, size, qi, ctx.channels_last)
-                qi.add_(k)  # d
-                neg_pow_into(qi, beta, ri)  # d^-beta, kept for backward
-                torch.mul(ai, ri, out=bi)
-                if ctx.needs_input_grad[0]:
-                    torch.div(bi, qi, out=qi)  # b / d, kept for backward
+            window_sum_into(torch.mul(A, A, out=B), band(a.shape[1], size, scale, a), D, ctx.channels_last)  # a^2 in b's memory
+        d.add_(k)
+        neg_pow_into(d, beta, r)  # d^-beta
+        torch.mul(a, r, out=b)
         if ctx.needs_input_grad[0]:
-            ctx.save_for_backward(a, r, q)
+            ctx.save_for_backward(a, r, torch.div(b, d, out=d))  # b / d in d's memory
         return b
 
     @staticmethod
@@ -126,20 +112,16 @@ class LRNFunction(torch.autograd.Function):
             return g * r + coefficient * a * shifted_window_sum(g * q, ctx.size), None, None, None, None
         fmt = torch.channels_last if ctx.channels_last else torch.contiguous_format
         g = g.contiguous(memory_format=fmt)
-        # Unless the graph is kept for another backward, b/d is dead once read: the gradient goes
-        # into its memory, one page-faulting allocation fewer (AOTAutograd frees early the same way).
-        grad = torch.empty_like(a, memory_format=fmt) if graph_kept() else q
-        weights = band(a.shape[1], ctx.size, coefficient, a)
-        A, G, R, Q, D = (rows_of(t, ctx.channels_last) for t in (a, g, r, q, grad))
-        step = max(1, CHUNK // (A[0].numel()))
+        # Unless the graph is kept for another backward, r and b/d are dead once read: the products
+        # go into their memory, two page-faulting allocations fewer (AOTAutograd frees early too).
+        kept = graph_kept()
+        t = g * q if kept else q.mul_(g)
+        w = torch.empty_like(t)
         with torch.autocast(a.device.type, enabled=False):
-            for i in range(0, A.shape[0], step):
-                gi, di = G[i : i + step], D[i : i + step]
-                t = gi * Q[i : i + step]  # read before di (maybe the same memory) is written
-                w = torch.empty_like(t)
-                window_sum_into(t, weights, ctx.size, w, ctx.channels_last)
-                torch.mul(gi, R[i : i + step], out=di).addcmul_(A[i : i + step], w)
-        return grad, None, None, None, None
+            window_sum_into(rows_of(t, ctx.channels_last), band(a.shape[1], ctx.size, coefficient, a),
+                            rows_of(w, ctx.channels_last), ctx.channels_last)
+        grad = g * r if kept else r.mul_(g)
+        return grad.addcmul_(a, w), None, None, None, None
 
 
 class LocalResponseNorm(nn.Module):

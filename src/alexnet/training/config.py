@@ -78,7 +78,9 @@ def check_node(node: dict, cls: type, key: str, skip: tuple[str, ...] = ()) -> N
         if name.startswith("_") or name in skip:
             continue
         if name not in params:
-            raise ConfigError(f"{key}.{name}: unknown key ({cls.__name__} takes: {', '.join(p for p in params if p not in skip)})")
+            raise ConfigError(
+                f"{key}.{name}: unknown key ({cls.__name__} takes: {', '.join(p for p in params if p not in skip)})"
+            )
         annotation = params[name][1]
         if not type_ok(value, annotation):
             raise ConfigError(f"{key}.{name}: expected {describe(annotation)}, got {value!r} ({type(value).__name__})")

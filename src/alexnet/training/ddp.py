@@ -13,7 +13,6 @@ multirun would take those as "processes already started for me" and wait forever
 import contextlib
 import os
 import sys
-from pathlib import Path
 
 import torch
 
@@ -32,8 +31,11 @@ def child_command(local_rank: int) -> tuple[list[str], str]:
     script = project_root() / "train.py"
     command = [sys.executable, str(script), f"--config-name={hydra.job.config_name}", *hydra.overrides.task]
     # output_subdir=null: only rank 0 writes the job's .hydra/ record.
-    command += [f'hydra.run.dir="{hydra.runtime.output_dir}"', f"hydra.job.name={hydra.job.name}_rank{local_rank}",
-                "hydra.output_subdir=null"]
+    command += [
+        f'hydra.run.dir="{hydra.runtime.output_dir}"',
+        f"hydra.job.name={hydra.job.name}_rank{local_rank}",
+        "hydra.output_subdir=null",
+    ]
     return command, get_original_cwd()
 
 

@@ -22,8 +22,9 @@ NEW = ("net.classifier.fc8.",)  # replaced, whatever the class counts
 def init_from(cfg: DictConfig, module: LitAlexNet) -> dict | None:
     """Copies every weight but fc8 from ``cfg.init_from`` into ``module``; returns what was copied and replaced."""
     if OmegaConf.is_missing(cfg, "init_from"):  # checked first: a ??? value is not "in" a DictConfig
-        raise ConfigError("init_from: set the pre-trained checkpoint, "
-                          "e.g. init_from=outputs/runs/<pretrain run>/checkpoints/last.ckpt")
+        raise ConfigError(
+            "init_from: set the pre-trained checkpoint, e.g. init_from=outputs/runs/<pretrain run>/checkpoints/last.ckpt"
+        )
     if cfg.get("init_from") is None:
         return None
     path = Path(cfg.init_from).expanduser()
@@ -38,15 +39,23 @@ def init_from(cfg: DictConfig, module: LitAlexNet) -> dict | None:
         if key not in source:
             raise ConfigError(f"init_from: {path} has no {key} (was it trained with the same model.extra_conv / model.columns?)")
         if source[key].shape != value.shape:
-            raise ConfigError(f"init_from: {key} is {tuple(source[key].shape)} in {path} but {tuple(value.shape)} here "
-                              "(model.columns, model.extra_conv and data.crop_size must match the pre-trained net)")
+            raise ConfigError(
+                f"init_from: {key} is {tuple(source[key].shape)} in {path} but {tuple(value.shape)} here "
+                "(model.columns, model.extra_conv and data.crop_size must match the pre-trained net)"
+            )
         copied.append(key)
     module.load_state_dict({k: source[k] for k in copied}, strict=False)
     layers = sorted({k.split(".")[-2] for k in copied})
     fc8 = source.get("net.classifier.fc8.weight")
     old_classes = None if fc8 is None else int(fc8.shape[0])
-    report = {"checkpoint": str(path), "copied_layers": layers, "replaced_layers": ["fc8"],
-              "fc8_classes": {"pretrained": old_classes, "new": module.net.num_classes}}
-    log.info(f"init_from {path}: copied {', '.join(layers)}; "
-             f"fc8 replaced ({old_classes} -> {module.net.num_classes} classes, new init)")
+    report = {
+        "checkpoint": str(path),
+        "copied_layers": layers,
+        "replaced_layers": ["fc8"],
+        "fc8_classes": {"pretrained": old_classes, "new": module.net.num_classes},
+    }
+    log.info(
+        f"init_from {path}: copied {', '.join(layers)}; "
+        f"fc8 replaced ({old_classes} -> {module.net.num_classes} classes, new init)"
+    )
     return report

@@ -1,30 +1,30 @@
 """One training run from a composed config: validate, build, fit, test, summarise."""
 
-import json
 import time
 import warnings
 from pathlib import Path
 
 import lightning as L
+from hydra.utils import instantiate
 from lightning.pytorch.callbacks import LearningRateMonitor
 from lightning.pytorch.utilities.exceptions import SIGTERMException
-from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 from rich.console import Console
 from rich.table import Table
 
-from alexnet.console import one_console
 from alexnet.callbacks import checkpoint_files, figures
-from alexnet.loggers import wandb_logger
-from alexnet.paths import RunDir
-from alexnet.training import ddp, finetune, summary as run_summary
+from alexnet.callbacks.checkpoint import ClassIdentity
+from alexnet.callbacks.fast_path import FastPath
+from alexnet.callbacks.stopping import EnoughTrainingData, GracefulStop, RunStopped, resume_hint
 from alexnet.errors import ConfigError
+from alexnet.loggers import wandb_logger
+from alexnet.loggers.console import one_console
+from alexnet.paths import RunDir
+from alexnet.training import ddp, finetune
+from alexnet.training import summary as run_summary
 from alexnet.training.config import as_dict, build, split_fast_path, validate
 from alexnet.training.module import LitAlexNet
 from alexnet.training.optim import PaperSGD
-from alexnet.callbacks.fast_path import FastPath
-from alexnet.callbacks.checkpoint import ClassIdentity
-from alexnet.callbacks.stopping import EnoughTrainingData, GracefulStop, RunStopped, resume_hint
 
 
 def instantiate_all(cfg: DictConfig | None, key: str) -> list:
@@ -71,7 +71,9 @@ def run(cfg: DictConfig) -> dict:
     if cfg.data.get("num_classes", 0) is None:  # null: counted now; model.num_classes follows by interpolation
         cfg.data.num_classes = num_classes(datamodule)
     build("optim", PaperSGD, **as_dict(cfg, "optim"))  # its value errors are reported under optim.
-    module = build("model", LitAlexNet, model=as_dict(cfg, "model"), optim=as_dict(cfg, "optim"), test_crops=datamodule.test_crops)
+    module = build(
+        "model", LitAlexNet, model=as_dict(cfg, "model"), optim=as_dict(cfg, "optim"), test_crops=datamodule.test_crops
+    )
     pretrained = finetune.init_from(cfg, module)  # the "*" models' fine-tuning: all but fc8 from init_from
     callbacks = instantiate_all(cfg.get("callbacks"), "callbacks")
     loggers = instantiate_all(cfg.get("logger"), "logger")
@@ -83,16 +85,28 @@ def run(cfg: DictConfig) -> dict:
     identity = ClassIdentity()  # the classes go into every checkpoint; those this run starts from are checked
     callbacks.append(identity)
     ddp.use_job_command_for_ranks()
-    trainer = build("trainer", L.Trainer, **trainer_args, callbacks=callbacks, logger=loggers or False, default_root_dir=str(out),
-                    plugins=[checkpoint_files.AtomicCheckpointIO()])
+    trainer = build(
+        "trainer",
+        L.Trainer,
+        **trainer_args,
+        callbacks=callbacks,
+        logger=loggers or False,
+        default_root_dir=str(out),
+        plugins=[checkpoint_files.AtomicCheckpointIO()],
+    )
     ckpt_path = checkpoint_files.resolve(cfg.get("ckpt_path"), checkpoint_files.last_checkpoint_path(trainer).parent)
     if ckpt_path:  # fail now, naming the file, rather than deep inside Lightning's restore
         resumed = checkpoint_files.load(ckpt_path)
         checkpoint_files.check_matches(ckpt_path, resumed, module, as_dict(cfg, "model"))
         identity.expect("ckpt_path", ckpt_path, resumed, strict=True)
     if pretrained:  # fine-tuning onto other classes is the design (fc8 is new): recorded, not refused
-        identity.expect("init_from", pretrained["checkpoint"], checkpoint_files.load(pretrained["checkpoint"]), strict=False,
-                        report=pretrained)
+        identity.expect(
+            "init_from",
+            pretrained["checkpoint"],
+            checkpoint_files.load(pretrained["checkpoint"]),
+            strict=False,
+            report=pretrained,
+        )
     for logger in loggers:
         logger.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))
 
@@ -111,9 +125,11 @@ def run(cfg: DictConfig) -> dict:
     if trainer.global_step == 0 and trainer.max_steps != 0 and trainer.max_epochs != 0:
         # Lightning returns from a fit without batches as from a finished one; a run that trained
         # nothing must never be counted as finished (summary.json says failed).
-        raise ConfigError(f"trainer: no training step was taken (no training batches: trainer.limit_train_batches="
-                          f"{cfg.trainer.get('limit_train_batches', 1.0)}, data.batch_size={cfg.data.get('batch_size')}); "
-                          "the run is not finished")
+        raise ConfigError(
+            f"trainer: no training step was taken (no training batches: trainer.limit_train_batches="
+            f"{cfg.trainer.get('limit_train_batches', 1.0)}, data.batch_size={cfg.data.get('batch_size')}); "
+            "the run is not finished"
+        )
     summary = {"status": "finished", "epochs": trainer.current_epoch, "fit_seconds": round(time.time() - start, 1)}
     summary.update({k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith(("train/", "val/"))})
     if cfg.get("test") and not trainer.fast_dev_run:
@@ -141,11 +157,21 @@ def stopped(cfg: DictConfig, trainer: L.Trainer, err: BaseException, out: Path) 
         stop = err
     else:
         graceful = [c for c in trainer.callbacks if isinstance(c, GracefulStop)]
-        stop = graceful[0].stopped(trainer) if graceful else \
-            RunStopped("stopped by SIGTERM (callbacks.graceful_stop is off: nothing saved)", "interrupted", 143, None)
+        stop = (
+            graceful[0].stopped(trainer)
+            if graceful
+            else RunStopped("stopped by SIGTERM (callbacks.graceful_stop is off: nothing saved)", "interrupted", 143, None)
+        )
     if trainer.is_global_zero:
-        summary = {"status": stop.status, "message": str(stop), "checkpoint": stop.checkpoint, "epochs": trainer.current_epoch,
-                   "global_step": trainer.global_step, "run_dir": str(out), **run_summary.run_info(cfg)}
+        summary = {
+            "status": stop.status,
+            "message": str(stop),
+            "checkpoint": stop.checkpoint,
+            "epochs": trainer.current_epoch,
+            "global_step": trainer.global_step,
+            "run_dir": str(out),
+            **run_summary.run_info(cfg),
+        }
         RunDir(out).write_summary(summary)
     stop.global_zero = trainer.is_global_zero
     return stop

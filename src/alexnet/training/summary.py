@@ -28,8 +28,12 @@ def write_failed(cfg: DictConfig, err: BaseException) -> None:
         out = Path(cfg.paths.output_dir)
     except Exception:  # the config itself is broken: nowhere to write
         return
-    summary = {"status": "failed", "error": f"{type(err).__name__}: {err}",
-               "traceback": traceback.format_exception(type(err), err, err.__traceback__)[-3:], "run_dir": str(out)}
+    summary = {
+        "status": "failed",
+        "error": f"{type(err).__name__}: {err}",
+        "traceback": traceback.format_exception(type(err), err, err.__traceback__)[-3:],
+        "run_dir": str(out),
+    }
     summary = {**summary, **run_info(cfg)}
     RunDir(out).write_summary(summary)
     wandb_logger.record_failed(cfg, summary)  # logger=wandb: the failed job shows in W&B too
