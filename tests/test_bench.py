@@ -9,8 +9,13 @@ from alexnet.bench import model
 def test_model_step_benchmark_reports_lightning_bare_and_torchvision():
     rows = model.run(model.Setup(batch=4, crop=67, steps=1, warmup=1, rounds=2))
     names = [r["name"] for r in rows]
-    assert names == ["LightningModule train step", "bare PyTorch loop, same net", "torchvision alexnet, bare loop",
-                     "Lightning overhead", "this net's step speed / torchvision's"]
+    assert names == [
+        "LightningModule train step",
+        "bare PyTorch loop, same net",
+        "torchvision alexnet, bare loop",
+        "Lightning overhead",
+        "this net's step speed / torchvision's",
+    ]
     for r in rows[:3]:
         low, high = r["range"]
         assert 0 < low <= r["images_per_s"] <= high
@@ -46,8 +51,21 @@ def test_per_layer_profile_covers_the_step(capsys):
 
     rows = layers.profile(model.Setup(batch=2, crop=67, steps=1, warmup=1))
     names = [r["name"] for r in rows]
-    for part in ("conv1", "conv2", "conv3", "conv4", "conv5", "LRN (norm1, norm2)", "max pooling", "fc6", "fc7", "fc8",
-                 layers.PHASES["loss"], layers.PHASES["optimizer"], layers.PHASES["augment"]):
+    for part in (
+        "conv1",
+        "conv2",
+        "conv3",
+        "conv4",
+        "conv5",
+        "LRN (norm1, norm2)",
+        "max pooling",
+        "fc6",
+        "fc7",
+        "fc8",
+        layers.PHASES["loss"],
+        layers.PHASES["optimizer"],
+        layers.PHASES["augment"],
+    ):
         assert part in names, part
     by_name = {r["name"]: r for r in rows}
     for part in ("conv1", "LRN (norm1, norm2)", "fc8", layers.PHASES["loss"]):  # forward and backward both found
@@ -73,8 +91,25 @@ def test_help_lists_every_option_the_docstrings_advertise():
 
 def test_bench_command_prints_its_table():
     proc = subprocess.run(
-        [sys.executable, "-m", "alexnet.bench", "--skip-data", "--crop", "67", "--batch", "4", "--steps", "1", "--warmup", "1", "--rounds", "1"],
-        capture_output=True, text=True, timeout=300,
+        [
+            sys.executable,
+            "-m",
+            "alexnet.bench",
+            "--skip-data",
+            "--crop",
+            "67",
+            "--batch",
+            "4",
+            "--steps",
+            "1",
+            "--warmup",
+            "1",
+            "--rounds",
+            "1",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "Lightning overhead" in proc.stdout and "bare PyTorch loop" in proc.stdout

@@ -28,9 +28,15 @@ SHARED_SAMPLE = shared_data() / "imagenet-sample"
 
 
 def main(argv=None) -> None:
-    p = argparse.ArgumentParser(prog="python -m alexnet.bench", description=__doc__, parents=[model.parser(add_help=False)],
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--images", type=Path, default=SHARED_SAMPLE, help="original JPEGs, DIR/<split>/<class>/ (default: %(default)s)")
+    p = argparse.ArgumentParser(
+        prog="python -m alexnet.bench",
+        description=__doc__,
+        parents=[model.parser(add_help=False)],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument(
+        "--images", type=Path, default=SHARED_SAMPLE, help="original JPEGs, DIR/<split>/<class>/ (default: %(default)s)"
+    )
     p.add_argument("--skip-data", action="store_true", help="model step only")
     args = p.parse_args(argv)
     setup = model.setup_from(args)
@@ -42,7 +48,8 @@ def main(argv=None) -> None:
             if "tflops" in row:
                 row["peak_fraction"] = row["tflops"] / peak
         rows.append({"name": "measured bf16 matmul peak", "value": f"{peak:.0f} TFLOP/s"})
-    title = f"train step, batch {setup.batch}, crop {setup.crop}, {setup.device} ({torch.cuda.get_device_name() if setup.device == 'cuda' else f'{torch.get_num_threads()} threads'}), {setup.precision}"
+    where = torch.cuda.get_device_name() if setup.device == "cuda" else f"{torch.get_num_threads()} threads"
+    title = f"train step, batch {setup.batch}, crop {setup.crop}, {setup.device} ({where}), {setup.precision}"
     if args.skip_data:
         print_rows(title, rows)
         return
@@ -51,8 +58,13 @@ def main(argv=None) -> None:
     _, split = data_bench.image_folder(args.images)
     loader = data_bench.main(["--images", str(args.images), "--store", str(store), "--crop", str(setup.crop)])
     rows.append({"name": "loader per core: torchvision reference", "images_per_s": 1 / loader["reference"]})
-    rows.append({"name": "loader per core: prepared store + batch ops", "images_per_s": 1 / loader["project"],
-                 "value": f"{loader['speedup']:.1f}x the reference"})
+    rows.append(
+        {
+            "name": "loader per core: prepared store + batch ops",
+            "images_per_s": 1 / loader["project"],
+            "value": f"{loader['speedup']:.1f}x the reference",
+        }
+    )
     rows.append(end_to_end.run(setup, str(store), split=split))
     if setup.device == "cuda":  # the workers only read bytes; nvJPEG decodes the batch
         rows.append(end_to_end.run(setup, str(store), split=split, decode_on="device"))

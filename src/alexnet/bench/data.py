@@ -40,16 +40,20 @@ def image_folder(images: Path) -> tuple[Path, str]:
 
 
 def reference_batches(folder: Path, batch_size: int, crop: int):
-    from torchvision import datasets, transforms as T
+    from torchvision import datasets
+    from torchvision import transforms as T
 
-    pipeline = T.Compose([
-        T.RandomResizedCrop(crop), T.RandomHorizontalFlip(), T.ToTensor(),
-        T.Normalize(mean=[0.485, 0.456, 0.406], std=[0.229, 0.224, 0.225]),
-    ])
+    pipeline = T.Compose(
+        [
+            T.RandomResizedCrop(crop),
+            T.RandomHorizontalFlip(),
+            T.ToTensor(),
+            T.Normalize(mean=[0.485, 0.456, 0.406], std=[0.229, 0.224, 0.225]),
+        ]
+    )
     loader = DataLoader(datasets.ImageFolder(str(folder), pipeline), batch_size=batch_size, shuffle=True, drop_last=True)
     while True:
-        for x, y in loader:
-            yield x, y
+        yield from loader
 
 
 def project_batches(store: Path, split: str, batch_size: int, crop: int, on_cpu: bool = True):
@@ -98,10 +102,16 @@ def cpu_name() -> str:
 
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(prog="python -m alexnet.bench.data", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--images", type=Path, required=True, help="original JPEGs: DIR/train/<class>/, DIR/val/<class>/ or DIR/<class>/")
-    parser.add_argument("--store", type=Path, help="the prepared store of the same images (default: prepared now into a temporary folder)")
+    parser.add_argument(
+        "--images", type=Path, required=True, help="original JPEGs: DIR/train/<class>/, DIR/val/<class>/ or DIR/<class>/"
+    )
+    parser.add_argument(
+        "--store", type=Path, help="the prepared store of the same images (default: prepared now into a temporary folder)"
+    )
     parser.add_argument("--batch-size", type=int, default=128)
-    parser.add_argument("--crop", type=int, default=224, help="both pipelines' output side (the reference's RandomResizedCrop size)")
+    parser.add_argument(
+        "--crop", type=int, default=224, help="both pipelines' output side (the reference's RandomResizedCrop size)"
+    )
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--batches", type=int, default=2, help="batches per round and pipeline")
     args = parser.parse_args(argv)
@@ -111,12 +121,15 @@ def main(argv: list[str] | None = None) -> dict:
 
     torch.set_num_threads(1)  # one core: no intra-op threads, no loader workers
     pipelines = {
-        "torchvision reference: ImageFolder + RandomResizedCrop + flip + ToTensor + Normalize, original JPEGs":
-            reference_batches(folder, args.batch_size, args.crop),
-        "this project, all on the CPU: store, decode 256x256 JPEG; crop + flip + PCA noise + mean on the batch":
-            project_batches(store, store_split, args.batch_size, args.crop),
-        "this project, the loader's share when a GPU does the batch ops: store, decode, uint8 batch":
-            project_batches(store, store_split, args.batch_size, args.crop, on_cpu=False),
+        "torchvision reference: ImageFolder + RandomResizedCrop + flip + ToTensor + Normalize, original JPEGs": reference_batches(
+            folder, args.batch_size, args.crop
+        ),
+        "this project, all on the CPU: store, decode 256x256 JPEG; crop + flip + PCA noise + mean on the batch": project_batches(
+            store, store_split, args.batch_size, args.crop
+        ),
+        "this project, the loader's share when a GPU does the batch ops: store, decode, uint8 batch": project_batches(
+            store, store_split, args.batch_size, args.crop, on_cpu=False
+        ),
     }
     shapes = {name: tuple(next(b)[0].shape) for name, b in pipelines.items()}
     for batches in pipelines.values():  # warm-up: page cache, the reused batch memory
@@ -138,8 +151,13 @@ def main(argv: list[str] | None = None) -> dict:
         table.add_row(name, shape, f"{seconds * 1e3:.2f}", f"{1 / seconds:.0f}", f"{per_image[reference] / seconds:.1f}x")
     console.print(table)
     console.print(f"median of {args.rounds} alternating rounds of {args.batches} batches of {args.batch_size}")
-    return {"reference": per_image[reference], "project": per_image[full], "loader": per_image[loader],
-            "speedup": per_image[reference] / per_image[full], "loader_speedup": per_image[reference] / per_image[loader]}
+    return {
+        "reference": per_image[reference],
+        "project": per_image[full],
+        "loader": per_image[loader],
+        "speedup": per_image[reference] / per_image[full],
+        "loader_speedup": per_image[reference] / per_image[loader],
+    }
 
 
 if __name__ == "__main__":

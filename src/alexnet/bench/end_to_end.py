@@ -2,12 +2,12 @@
 feeding the real LightningModule under a real Trainer, and the 90-epoch wall time it implies."""
 
 from alexnet.bench.model import Setup, timed_fit
+from alexnet.callbacks.fast_path import apply as apply_fast_path
 from alexnet.data import ImageFolderDataModule
 from alexnet.data.datasets import ImageRecords
 from alexnet.data.records import Records
 from alexnet.training.config import paper_optim
 from alexnet.training.module import LitAlexNet
-from alexnet.callbacks.fast_path import apply as apply_fast_path
 
 IMAGENET_TRAIN_IMAGES = 1_281_167
 
@@ -22,8 +22,16 @@ def repeated(dataset: ImageRecords, length: int) -> ImageRecords:
 def run(s: Setup, root: str, split: str = "train", num_workers: int = -1, decode_on: str = "loader") -> dict:
     """Training images/s reading ``root`` (a prepared store or a folder layout), ``split`` as the training split."""
     dm = ImageFolderDataModule(
-        root=root, train_split=split, val_split=split, test_split=split, resize=s.resize, crop_size=s.crop,
-        batch_size=s.batch, num_workers=num_workers, test_crops=1, decode_on=decode_on,
+        root=root,
+        train_split=split,
+        val_split=split,
+        test_split=split,
+        resize=s.resize,
+        crop_size=s.crop,
+        batch_size=s.batch,
+        num_workers=num_workers,
+        test_crops=1,
+        decode_on=decode_on,
     )
     dm.setup("fit")
     dm.datasets["train"] = repeated(dm.datasets["train"], s.batch * (s.warmup + s.steps + 1))

@@ -20,8 +20,12 @@ from alexnet.bench.rounds import BareLoop
 from alexnet.models import AlexNet, LocalResponseNorm
 
 EVALUATE = "autograd::engine::evaluate_function: "
-PHASES = {"loss": "loss (cross entropy)", "optimizer": "optimizer step + zero_grad", "augment": "augmentation (crop, flip, PCA, mean)",
-          "copy": "host to device copy"}
+PHASES = {
+    "loss": "loss (cross entropy)",
+    "optimizer": "optimizer step + zero_grad",
+    "augment": "augmentation (crop, flip, PCA, mean)",
+    "copy": "host to device copy",
+}
 
 
 def part_of(name: str, m: nn.Module) -> str:
@@ -43,6 +47,7 @@ def hook_layers(net: nn.Module) -> list:
     def enter(label):
         def hook(module, args):
             open_ranges.append(record_function(f"layer::{label}").__enter__())
+
         return hook
 
     def leave(module, args, output):
@@ -92,11 +97,22 @@ def attribute(events, steps: int, cuda: bool) -> list[dict]:
 
     layer_labels = list(forward)
     rows = [{"name": label, "forward": forward[label], "backward": backward.pop(label, 0.0)} for label in layer_labels]
-    rows.append({"name": "forward, outside the layers (flatten, hooks)", "forward": phase["forward"] - sum(forward.values()), "backward": 0.0})
+    rows.append(
+        {
+            "name": "forward, outside the layers (flatten, hooks)",
+            "forward": phase["forward"] - sum(forward.values()),
+            "backward": 0.0,
+        }
+    )
     rows.append({"name": PHASES["loss"], "forward": phase["loss"], "backward": backward.pop("loss", 0.0)})
     rest = sum(backward.values())
-    rows.append({"name": "backward, outside the layers (gradient accumulation, engine)", "forward": 0.0,
-                 "backward": phase["backward"] - sum(r["backward"] for r in rows) if not cuda else rest})
+    rows.append(
+        {
+            "name": "backward, outside the layers (gradient accumulation, engine)",
+            "forward": 0.0,
+            "backward": phase["backward"] - sum(r["backward"] for r in rows) if not cuda else rest,
+        }
+    )
     for key in ("optimizer", "augment", "copy"):
         rows.append({"name": PHASES[key], "forward": phase[key], "backward": 0.0})
     loop = phase["step"] - sum(phase[k] for k in ("copy", "augment", "forward", "loss", "optimizer", "backward"))

@@ -22,11 +22,11 @@ import lightning as L
 import torch
 from torch.utils.data import DataLoader, Dataset
 
+from alexnet.callbacks.fast_path import apply as apply_fast_path
 from alexnet.data.augment import IMAGENET_EIGVAL, IMAGENET_EIGVEC, BatchAugment
 from alexnet.models import AlexNet
 from alexnet.training.config import paper_optim
 from alexnet.training.module import LitAlexNet
-from alexnet.callbacks.fast_path import apply as apply_fast_path
 
 
 @dataclass
@@ -195,34 +195,55 @@ def run(s: Setup) -> list[dict]:
     # Forward + backward ~ 3x the forward multiply-accumulates, 2 FLOPs each.
     flops = 6 * forward_gmacs(AlexNet(crop_size=s.crop), s.crop) * 1e9
     rows = []
-    for key, name in [("lightning", "LightningModule train step"), ("bare", "bare PyTorch loop, same net"),
-                      ("torchvision", "torchvision alexnet, bare loop")]:
+    for key, name in [
+        ("lightning", "LightningModule train step"),
+        ("bare", "bare PyTorch loop, same net"),
+        ("torchvision", "torchvision alexnet, bare loop"),
+    ]:
         rates = sorted(s.batch / t for t in seconds[key])
         row = {"name": name, "images_per_s": statistics.median(rates), "range": (rates[0], rates[-1])}
         if key != "torchvision":
             row["tflops"] = row["images_per_s"] * flops / 1e12
         rows.append(row)
     mid, lo, hi = median_ratio(seconds["lightning"], seconds["bare"])
-    rows.append({"name": "Lightning overhead", "overhead": mid - 1,
-                 "value": f"{100 * (mid - 1):+.1f}% (rounds {100 * (lo - 1):+.1f}% to {100 * (hi - 1):+.1f}%)"})
+    rows.append(
+        {
+            "name": "Lightning overhead",
+            "overhead": mid - 1,
+            "value": f"{100 * (mid - 1):+.1f}% (rounds {100 * (lo - 1):+.1f}% to {100 * (hi - 1):+.1f}%)",
+        }
+    )
     mid, lo, hi = median_ratio(seconds["torchvision"], seconds["bare"])
-    rows.append({"name": "this net's step speed / torchvision's", "speed_ratio": mid,
-                 "value": f"{mid:.2f}x (rounds {lo:.2f}x to {hi:.2f}x)"})
+    rows.append(
+        {
+            "name": "this net's step speed / torchvision's",
+            "speed_ratio": mid,
+            "value": f"{mid:.2f}x (rounds {lo:.2f}x to {hi:.2f}x)",
+        }
+    )
     return rows
 
 
 def parser(add_help: bool = True) -> argparse.ArgumentParser:
     """The model-step options; ``python -m alexnet.bench`` takes them too (as a parent parser)."""
-    p = argparse.ArgumentParser(prog="python -m alexnet.bench.model", description=__doc__, add_help=add_help,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        prog="python -m alexnet.bench.model",
+        description=__doc__,
+        add_help=add_help,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     p.add_argument("--batch", type=int, default=Setup.batch, help="images per step (default: %(default)s)")
     p.add_argument("--crop", type=int, default=Setup.crop, help="training crop side (default: %(default)s)")
     p.add_argument("--rounds", type=int, default=Setup.rounds, help="alternating rounds (default: %(default)s)")
-    p.add_argument("--steps", type=int, default=Setup.steps, help="timed steps per round, or profiled steps (default: %(default)s)")
+    p.add_argument(
+        "--steps", type=int, default=Setup.steps, help="timed steps per round, or profiled steps (default: %(default)s)"
+    )
     p.add_argument("--warmup", type=int, default=Setup.warmup, help="untimed steps first, at least 1 (default: %(default)s)")
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu", help="cpu or cuda (default: %(default)s)")
     p.add_argument("--precision", default=None, help="32-true or bf16-mixed (default: bf16-mixed on cuda, 32-true on cpu)")
-    p.add_argument("--fast", action=argparse.BooleanOptionalAction, default=None, help="channels-last + torch.compile (default on cuda)")
+    p.add_argument(
+        "--fast", action=argparse.BooleanOptionalAction, default=None, help="channels-last + torch.compile (default on cuda)"
+    )
     if add_help:  # the whole-table command has no per-layer mode
         p.add_argument("--profile", action="store_true", help="per-layer share of the step (torch profiler) instead of the rows")
     return p
@@ -233,8 +254,17 @@ def setup_from(a: argparse.Namespace) -> Setup:
         raise SystemExit("--warmup, --steps and --rounds must be at least 1")
     cuda = a.device == "cuda"
     fast = cuda if a.fast is None else a.fast
-    return Setup(batch=a.batch, crop=a.crop, steps=a.steps, warmup=a.warmup, device=a.device,
-                 precision=a.precision or ("bf16-mixed" if cuda else "32-true"), channels_last=fast, compile=fast, rounds=a.rounds)
+    return Setup(
+        batch=a.batch,
+        crop=a.crop,
+        steps=a.steps,
+        warmup=a.warmup,
+        device=a.device,
+        precision=a.precision or ("bf16-mixed" if cuda else "32-true"),
+        channels_last=fast,
+        compile=fast,
+        rounds=a.rounds,
+    )
 
 
 def parse(argv=None) -> Setup:

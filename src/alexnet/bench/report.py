@@ -14,7 +14,9 @@ def print_rows(title: str, rows: list[dict]) -> None:
         rate = row.get("images_per_s")
         note = row.get("value", "")
         if "tflops" in row:
-            note = f"{row['tflops']:.2f} TFLOP/s" + (f" ({row['peak_fraction']:.0%} of bf16 peak)" if "peak_fraction" in row else "")
+            note = f"{row['tflops']:.2f} TFLOP/s" + (
+                f" ({row['peak_fraction']:.0%} of bf16 peak)" if "peak_fraction" in row else ""
+            )
         if "hours_90_epochs" in row:
             note = f"90 ImageNet epochs: {row['hours_90_epochs']:.1f} h"
         spread = f"{row['range'][0]:,.1f}-{row['range'][1]:,.1f}" if "range" in row else ""

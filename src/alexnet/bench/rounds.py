@@ -98,9 +98,16 @@ def alternate(s: Setup, module: L.LightningModule, loops: dict[str, BareLoop]) -
     module.configure_optimizers = lambda: optimizer
     timer = Alternate(s, loops)
     trainer = L.Trainer(
-        accelerator=s.device, devices=1, precision=s.precision, max_steps=s.warmup + s.rounds * s.steps,
-        limit_val_batches=0, logger=False, enable_checkpointing=False, enable_progress_bar=False,
-        enable_model_summary=False, callbacks=[timer],
+        accelerator=s.device,
+        devices=1,
+        precision=s.precision,
+        max_steps=s.warmup + s.rounds * s.steps,
+        limit_val_batches=0,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        callbacks=[timer],
     )
     trainer.fit(module, datamodule=BatchesOnDevice(s))
     return timer.seconds

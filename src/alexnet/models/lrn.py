@@ -118,8 +118,12 @@ class LRNFunction(torch.autograd.Function):
         t = g * q if kept else q.mul_(g)
         w = torch.empty_like(t)
         with torch.autocast(a.device.type, enabled=False):
-            window_sum_into(rows_of(t, ctx.channels_last), band(a.shape[1], ctx.size, coefficient, a),
-                            rows_of(w, ctx.channels_last), ctx.channels_last)
+            window_sum_into(
+                rows_of(t, ctx.channels_last),
+                band(a.shape[1], ctx.size, coefficient, a),
+                rows_of(w, ctx.channels_last),
+                ctx.channels_last,
+            )
         grad = g * r if kept else r.mul_(g)
         return grad.addcmul_(a, w), None, None, None, None
 
