@@ -10,6 +10,8 @@ import sys
 import time
 from pathlib import Path
 
+from alexnet.data.augment import CROP_COUNTS
+
 ROOT = Path(__file__).resolve().parent
 os.environ.setdefault("PROJECT_ROOT", str(ROOT))  # the run folders' configs interpolate it
 
@@ -21,7 +23,7 @@ def main(argv: list[str] | None = None) -> None:
         "--split", default="val", help="split folder to evaluate (default: val; ILSVRC-2012: val is the test set)"
     )
     parser.add_argument(
-        "--crops", type=int, default=10, choices=(1, 10), help="10 (default): the paper's ten patches; 1: centre crop"
+        "--crops", type=int, default=10, choices=CROP_COUNTS, help="10 (default): the paper's ten patches; 1: centre crop"
     )
     parser.add_argument("--batch-size", type=int, default=64, help="images per batch (default: %(default)s)")
     parser.add_argument(
@@ -35,8 +37,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--out", type=Path, default=None, help="default: outputs/evals/<time>/results.json")
     args = parser.parse_args(argv)
 
+    from alexnet.errors import ConfigError
     from alexnet.evaluation.evaluate import RESULTS, evaluate
-    from alexnet.training.config import ConfigError
 
     out = args.out or ROOT / "outputs" / "evals" / time.strftime("%Y-%m-%d_%H-%M-%S") / RESULTS
     try:

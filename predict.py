@@ -13,6 +13,8 @@ import os
 import sys
 from pathlib import Path
 
+from alexnet.data.augment import CROP_COUNTS
+
 ROOT = Path(__file__).resolve().parent
 os.environ.setdefault("PROJECT_ROOT", str(ROOT))  # the run folders' configs interpolate it
 
@@ -25,7 +27,7 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
         "--crops",
         type=int,
         default=1,
-        choices=(1, 10),
+        choices=CROP_COUNTS,
         help="1 (default): the centre crop; 10: the paper's four corners and centre and their reflections",
     )
     parser.add_argument("--top-k", type=int, default=5, help="how many classes per image (default: %(default)s)")

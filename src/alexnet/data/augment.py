@@ -36,6 +36,16 @@ def crop_offsets(size: int, crop: int) -> list[tuple[int, int]]:
     return [(0, 0), (0, far), (far, 0), (far, far), (mid, mid)]
 
 
+# Section 4.1: the centre patch, or "the four corner patches and the center patch as well as
+# their horizontal reflections"; the one place these counts are known.
+CROP_COUNTS = (1, 10)
+
+
+def check_crops(crops: int, key: str) -> None:
+    if crops not in CROP_COUNTS:
+        raise ValueError(f"{key} must be 1 (centre) or 10 (corners, centre and reflections), got {crops}")
+
+
 class BatchAugment(nn.Module):
     """Batched, device-side preprocessing of ``uint8`` batches of ``resize`` x ``resize`` images."""
 

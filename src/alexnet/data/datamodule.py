@@ -16,7 +16,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from alexnet.data import fingerprint, synthetic
-from alexnet.data.augment import IMAGENET_EIGVAL, IMAGENET_EIGVEC, BatchAugment, MeanMode
+from alexnet.data.augment import IMAGENET_EIGVAL, IMAGENET_EIGVEC, BatchAugment, MeanMode, check_crops
 from alexnet.data.batches import collate
 from alexnet.data.datasets import EncodedRecords, ImageRecords, SkipUnreadable
 from alexnet.data.decode import decode, decode_batch
@@ -60,8 +60,7 @@ class ImageFolderDataModule(L.LightningDataModule):
             raise ValueError(f"mean must be per_pixel, per_channel or none, got {mean!r}")
         if pca_eigen not in ("dataset", "imagenet"):
             raise ValueError(f"pca_eigen must be 'dataset' or 'imagenet', got {pca_eigen!r}")
-        if test_crops not in (1, 10):
-            raise ValueError(f"test_crops must be 1 (centre) or 10 (corners, centre and reflections), got {test_crops}")
+        check_crops(test_crops, "test_crops")
         if batch_size < 1:
             raise ValueError(f"batch_size must be positive, got {batch_size}")
         if max_bad_images < 0:
@@ -219,6 +218,20 @@ class ImageFolderDataModule(L.LightningDataModule):
             # Workers ignore SIGINT/TERM/USR2: only the main process saves and requeues (alexnet.data.workers).
             worker_init_fn=worker_init(self.trainer.global_rank if self.trainer is not None else None),
         )
+
+    def dataset(self, stage: str):
+        """The records of a stage ("train", "val", "test"), after ``setup``."""
+        return self.datasets[stage]
+
+    def eval_loader(self, stage: str, crops: int, device: str | torch.device = "cpu"):
+        """(x, y) batches of a stage as the network sees them at test time, on ``device``: the
+        centre crop, (B, 3, c, c), or the ten crops, (B, 10, 3, c, c), minus the mean image.
+        For evaluation outside a Trainer (eval.py); the Trainer's own loaders do this in
+        ``on_after_batch_transfer``."""
+        check_crops(crops, "crops")
+        self.augment.to(device)
+        for x, y in self.loader(stage, shuffle=False):
+            yield self.augment.eval_batch(x.to(device), crops), y.to(device)
 
     def device_batch_size(self) -> int:
         """data.batch_size is the global batch (section 5: 128); each of the N DDP processes loads

@@ -20,6 +20,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from alexnet.callbacks import checkpoint_files
+from alexnet.data.augment import CROP_COUNTS
 from alexnet.errors import ConfigError
 from alexnet.paths import RunDir, project_root
 from alexnet.training.module import LitAlexNet, load_module
@@ -160,8 +161,8 @@ def evaluate(
     device: str | None = None,
     out: Path | None = None,
 ) -> dict:
-    if crops not in (1, 10):
-        raise ConfigError(f"--crops must be 1 (centre) or 10 (corners, centre, reflections), got {crops}")
+    if crops not in CROP_COUNTS:
+        raise ConfigError(f"--crops must be one of {CROP_COUNTS} (centre; corners, centre, reflections), got {crops}")
     start = time.time()
     members, skipped = find_members(paths)
     device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
@@ -188,17 +189,15 @@ def evaluate(
         )
     k = min(5, datamodule.num_classes)
     counts, ensemble = [Counts(k) for _ in members], Counts(k)
-    datamodule.augment.to(device)
     with torch.inference_mode():
-        for x, y in datamodule.loader("test", shuffle=False):
-            x, y = datamodule.augment.eval_batch(x.to(device), crops), y.to(device)
+        for x, y in datamodule.eval_loader("test", crops, device):
             total = None
             for module, count in zip(modules, counts):
                 probs = module.predict_proba(x, crops)  # softmax averaged over the crops
                 count.update(probs, y)
                 total = probs if total is None else total + probs
             ensemble.update(total / len(modules), y)
-    digest, n = fingerprint(datamodule.datasets["test"])
+    digest, n = fingerprint(datamodule.dataset("test"))
     results = {
         "split": split,
         "crops": crops,

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import torch
 
+from alexnet.data.augment import CROP_COUNTS
 from alexnet.data.sources import IMAGE_EXTENSIONS
 from alexnet.errors import ConfigError
 from alexnet.evaluation.evaluate import build_datamodule, data_config, find_members
@@ -56,8 +57,8 @@ class Predictor:
     """One trained network and its run's test-time preprocessing."""
 
     def __init__(self, run_or_checkpoint: str, crops: int = 1, data_root: str | None = None, device: str | None = None):
-        if crops not in (1, 10):
-            raise ConfigError(f"--crops must be 1 (centre) or 10 (corners, centre, reflections), got {crops}")
+        if crops not in CROP_COUNTS:
+            raise ConfigError(f"--crops must be one of {CROP_COUNTS} (centre; corners, centre, reflections), got {crops}")
         os.environ.setdefault("PROJECT_ROOT", str(project_root()))  # what the run's saved config interpolates
         members, _ = find_members([run_or_checkpoint])
         if len(members) > 1:
