@@ -8,6 +8,11 @@ One rule for every caller (training, validation, the statistics pass, ``prepare`
 does not decode, be it an empty file, a truncated JPEG or a text file named .JPEG, raises
 ``UnreadableImage``. The caller knows which file it read: it names the file and decides
 (training skips and counts, validation and test stop, ``prepare`` lists it).
+
+torchvision.io's decoders (deprecated in torchvision 0.29 in favour of TorchCodec) are used in
+this module only, and pyproject.toml bounds torchvision below 0.30: TorchCodec is a video
+library whose image decoding would add a dependency for no measured gain, and simplejpeg
+already decodes the store's JPEGs.
 """
 
 import io
