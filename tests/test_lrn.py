@@ -77,35 +77,44 @@ def outputs_and_grads(fn, a: torch.Tensor, g: torch.Tensor):
     return out, a.grad
 
 
+# Both CPU kernels: the compiled loop (the default) and the eager band product.
+KERNELS = {"compiled": True, "eager": False}
+
+
+@pytest.mark.parametrize("kernel", KERNELS)
 @pytest.mark.parametrize("fmt", FORMATS)
 @pytest.mark.parametrize("convention", ALPHA)
-def test_outputs_and_gradients_match_the_formula(activations, convention, fmt):
+def test_outputs_and_gradients_match_the_formula(activations, convention, fmt, kernel):
     a = activations.contiguous(memory_format=FORMATS[fmt])
     g = torch.randn_like(a)
-    out, grad = outputs_and_grads(LocalResponseNorm(5, convention=convention), a, g)
+    out, grad = outputs_and_grads(LocalResponseNorm(5, convention=convention, compiled=KERNELS[kernel]), a, g)
     ref_out, ref_grad = outputs_and_grads(lambda x: naive_lrn(x, 5, ALPHA[convention], 0.75, 2.0), activations, g)
     torch.testing.assert_close(out, ref_out)
     torch.testing.assert_close(grad, ref_grad)
     assert out.is_contiguous(memory_format=FORMATS[fmt]) and grad.is_contiguous(memory_format=FORMATS[fmt])
 
 
+@pytest.mark.parametrize("kernel", KERNELS)
 @pytest.mark.parametrize("fmt", FORMATS)
 @pytest.mark.parametrize("convention", ALPHA)
-def test_gradcheck(convention, fmt):
+def test_gradcheck(convention, fmt, kernel):
     torch.manual_seed(1)
     # alpha and inputs large enough that the normalisation term dominates the Jacobian.
     a = (torch.rand(2, 7, 3, 3, dtype=torch.float64) * 10).contiguous(memory_format=FORMATS[fmt]).requires_grad_(True)
-    assert torch.autograd.gradcheck(LocalResponseNorm(5, alpha=1.0, beta=0.75, k=1.0, convention=convention), (a,))
+    lrn = LocalResponseNorm(5, alpha=1.0, beta=0.75, k=1.0, convention=convention, compiled=KERNELS[kernel])
+    assert torch.autograd.gradcheck(lrn, (a,))
 
 
+@pytest.mark.parametrize("kernel", KERNELS)
 @pytest.mark.parametrize("fmt", FORMATS)
 @pytest.mark.parametrize("n, channels", [(3, 12), (7, 12), (5, 3), (7, 1), (5, 70)])
-def test_window_sizes_and_fewer_channels_than_n(fmt, n, channels):
+def test_window_sizes_and_fewer_channels_than_n(fmt, n, channels, kernel):
     """C < n clips the window on both sides."""
     torch.manual_seed(2)
     a = (torch.rand(2, channels, 4, 4, dtype=torch.float64) * 60).contiguous(memory_format=FORMATS[fmt])
     g = torch.randn_like(a)
-    out, grad = outputs_and_grads(LocalResponseNorm(n, alpha=2e-4, beta=0.5, k=1.0, convention="printed"), a, g)
+    lrn = LocalResponseNorm(n, alpha=2e-4, beta=0.5, k=1.0, convention="printed", compiled=KERNELS[kernel])
+    out, grad = outputs_and_grads(lrn, a, g)
     ref_out, ref_grad = outputs_and_grads(lambda x: naive_lrn(x, n, 2e-4, 0.5, 1.0), a, g)
     torch.testing.assert_close(out, ref_out)
     torch.testing.assert_close(grad, ref_grad)
@@ -132,12 +141,13 @@ def test_no_grad_and_other_ranks(activations, shape):
     torch.testing.assert_close(outputs_and_grads(lrn, a, g), outputs_and_grads(lambda x: naive_lrn(x, 5, 1e-4, 0.75, 2.0), a, g))
 
 
-def test_float32_matches_torch_at_conv1_scale():
+@pytest.mark.parametrize("kernel", KERNELS)
+def test_float32_matches_torch_at_conv1_scale(kernel):
     """Realistic size and dtype: the conv1 output shape at a small batch, against torch's own LRN."""
     torch.manual_seed(3)
     a = (torch.rand(2, 96, 27, 27) * 30).requires_grad_(True)
     g = torch.randn(2, 96, 27, 27)
-    out, grad = outputs_and_grads(LocalResponseNorm(), a, g)
+    out, grad = outputs_and_grads(LocalResponseNorm(compiled=KERNELS[kernel]), a, g)
     ref_out, ref_grad = outputs_and_grads(torch.nn.LocalResponseNorm(5, alpha=1e-4, beta=0.75, k=2.0), a, g)
     torch.testing.assert_close(out, ref_out)
     torch.testing.assert_close(grad, ref_grad)
@@ -168,3 +178,15 @@ def test_inductor_compiled_forward_and_backward_equal_eager():
     """With inductor (C++ code generation, tens of seconds on a small CPU)."""
     torch._dynamo.reset()
     compiled_equals_eager("inductor")
+
+
+def test_a_failed_kernel_build_names_the_switch(monkeypatch):
+    """Without a working C++ compiler the compiled kernel's error says which key turns it off."""
+    from torch._inductor import config
+
+    torch._dynamo.reset()
+    monkeypatch.setattr(config, "fx_graph_cache", False)  # a cached kernel would need no compiler
+    monkeypatch.setattr(config.cpp, "cxx", ("/nonexistent/c++",))
+    with pytest.raises(RuntimeError, match="model.lrn_compiled=false"):
+        LocalResponseNorm(compiled=True)(torch.rand(2, 8, 3, 3, dtype=torch.float16))
+    torch._dynamo.reset()

@@ -1,1 +1,2 @@
-"""Benchmarks: ``python -m alexnet.bench.data`` (the loader, images/s per CPU core)."""
+"""Benchmarks: ``python -m alexnet.bench`` (the whole table), ``alexnet.bench.model`` (the model
+step, and ``--profile`` per layer), ``alexnet.bench.data`` (the loader, images/s per CPU core)."""

@@ -48,8 +48,11 @@ def main(argv=None) -> None:
             if "tflops" in row:
                 row["peak_fraction"] = row["tflops"] / peak
         rows.append({"name": "measured bf16 matmul peak", "value": f"{peak:.0f} TFLOP/s"})
-    where = torch.cuda.get_device_name() if setup.device == "cuda" else f"{torch.get_num_threads()} threads"
-    title = f"train step, batch {setup.batch}, crop {setup.crop}, {setup.device} ({where}), {setup.precision}"
+    where = torch.cuda.get_device_name() if setup.device == "cuda" else model.threads()
+    title = (
+        f"train step, batch {setup.batch}, crop {setup.crop}, {setup.device} ({where}), {setup.precision}, "
+        f"median of {setup.rounds} alternating rounds of {setup.steps} steps"
+    )
     if args.skip_data:
         print_rows(title, rows)
         return

@@ -14,6 +14,7 @@ of the bare loop under the torch profiler instead (``alexnet.bench.layers``).
 """
 
 import argparse
+import os
 import statistics
 import time
 from dataclasses import dataclass
@@ -22,6 +23,7 @@ import lightning as L
 import torch
 from torch.utils.data import DataLoader, Dataset
 
+import alexnet
 from alexnet.callbacks.fast_path import apply as apply_fast_path
 from alexnet.data.augment import IMAGENET_EIGVAL, IMAGENET_EIGVEC, BatchAugment
 from alexnet.models import AlexNet
@@ -224,6 +226,12 @@ def run(s: Setup) -> list[dict]:
     return rows
 
 
+def threads() -> str:
+    """The intra-op threads and the host settings that ``import alexnet`` makes (see its docstring)."""
+    kept = "freed memory kept" if alexnet.FREED_MEMORY_KEPT else "malloc as configured"
+    return f"{torch.get_num_threads()} threads, OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY', 'unset')}, {kept}"
+
+
 def parser(add_help: bool = True) -> argparse.ArgumentParser:
     """The model-step options; ``python -m alexnet.bench`` takes them too (as a parent parser)."""
     p = argparse.ArgumentParser(
@@ -276,7 +284,7 @@ def main(argv=None) -> None:
 
     args = parser().parse_args(argv)
     setup = setup_from(args)
-    where = f"batch {setup.batch}, crop {setup.crop}, {setup.device} ({torch.get_num_threads()} threads), {setup.precision}"
+    where = f"batch {setup.batch}, crop {setup.crop}, {setup.device} ({threads()}), {setup.precision}"
     if args.profile:
         from alexnet.bench.layers import profile
 

@@ -3,9 +3,10 @@ same net, torchvision's AlexNet in that loop.
 
 One ``Trainer.fit`` runs all the Lightning rounds (the Trainer is built once); after every round
 of its steps a callback runs one round of each bare loop, in the same process, threads and
-batches. Work beside the benchmark then slows all three alike within a round, and the Lightning
-overhead is the median of the per-round ratios: sequential runs of the three (one fit, then one
-loop, then the other) moved it by several points between runs on a busy 2-core VM.
+batches. Work beside the benchmark then slows all three alike within a round. A round's time is
+its median step (on a CPU), and the Lightning overhead is the median of the per-round ratios:
+sequential runs of the three (one fit, then one loop, then the other) moved it by several points
+between runs on a busy 2-core VM.
 """
 
 import statistics
@@ -57,38 +58,44 @@ class BareLoop:
 
     def seconds_per_step(self, steps: int) -> float:
         sync(self.s.device)
-        start = time.perf_counter()
+        ends = [time.perf_counter()]
         for _ in range(steps):
             self.step()
+            ends.append(time.perf_counter())
         sync(self.s.device)
-        return (time.perf_counter() - start) / steps
+        ends[-1] = time.perf_counter()
+        return round_seconds(ends, self.s.device)
 
 
 class Alternate(L.Callback):
-    """Times the Lightning steps round by round (from the end of one round's bare loops to the
-    end of its last batch: data fetch, hooks, metrics and logging included) and runs the bare
-    loops' rounds in between. Syncs the device only at round boundaries."""
+    """Times each Lightning step from the previous batch's end to its own (data fetch, hooks,
+    metrics and logging included) and, after every round of them, runs one round of each bare
+    loop. Syncs the device only at round boundaries."""
 
     def __init__(self, s: Setup, loops: dict[str, BareLoop]):
-        self.s, self.loops, self.done, self.start = s, loops, 0, 0.0
+        self.s, self.loops, self.done, self.ends = s, loops, 0, []
         self.seconds: dict[str, list[float]] = {"lightning": [], **{name: [] for name in loops}}
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
         s = self.s
         self.done += 1
         timed = self.done - s.warmup
-        if timed < 0 or timed % s.steps:
+        if timed < 0:
+            return
+        if timed % s.steps:
+            self.ends.append(time.perf_counter())
             return
         sync(s.device)
         if timed == 0:  # the end of Lightning's warm-up: the bare loops warm up here too
             for loop in self.loops.values():
                 loop.seconds_per_step(s.warmup)
         else:
-            self.seconds["lightning"].append((time.perf_counter() - self.start) / s.steps)
+            self.ends.append(time.perf_counter())
+            self.seconds["lightning"].append(round_seconds(self.ends, s.device))
             for name, loop in self.loops.items():
                 self.seconds[name].append(loop.seconds_per_step(s.steps))
         sync(s.device)
-        self.start = time.perf_counter()
+        self.ends = [time.perf_counter()]
 
 
 def alternate(s: Setup, module: L.LightningModule, loops: dict[str, BareLoop]) -> dict[str, list[float]]:
@@ -111,6 +118,15 @@ def alternate(s: Setup, module: L.LightningModule, loops: dict[str, BareLoop]) -
     )
     trainer.fit(module, datamodule=BatchesOnDevice(s))
     return timer.seconds
+
+
+def round_seconds(ends: list[float], device: str) -> float:
+    """A round's seconds per step from the times its steps ended (``ends[0]``: the round's start).
+    On a CPU the median step: one step slowed by other work on the machine does not move it. On
+    CUDA the mean: steps run ahead of the host, and only the round's ends are synced."""
+    if device == "cuda":
+        return (ends[-1] - ends[0]) / (len(ends) - 1)
+    return statistics.median([b - a for a, b in zip(ends, ends[1:])])
 
 
 def median_ratio(a: list[float], b: list[float]) -> tuple[float, float, float]:

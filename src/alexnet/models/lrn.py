@@ -29,10 +29,10 @@ LRN_CONVENTIONS = ("cuda_convnet", "printed")
 
 # The window sum is one matrix product with a C x C band matrix for the whole batch. Products
 # with blocks of the band (only the channels a window reaches) were up to 2x faster on one core
-# but took seconds instead of 60 ms with 2 threads when other jobs shared the cores, as did any
-# split into many small products (measured at C=96 and C=256, batch 128); so was the batch in
-# chunks. The elementwise steps write into the buffers that are kept anyway, because a fresh
-# full-size tensor costs its page faults, about one elementwise pass (measured).
+# but took seconds instead of 60 ms with 2 threads when other jobs shared the cores; running the
+# batch in chunks was slower there too (measured at C=96 and C=256, batch 128). The elementwise
+# steps write into buffers that are kept anyway: a fresh full-size tensor costs page faults worth
+# about one elementwise pass (measured). n shifted-slice additions were slower than the product.
 
 
 def band(channels: int, size: int, coefficient: float, like: torch.Tensor) -> torch.Tensor:
@@ -67,11 +67,41 @@ def rows_of(x: torch.Tensor, channels_last: bool) -> torch.Tensor:
 
 
 def shifted_window_sum(x: torch.Tensor, size: int) -> torch.Tensor:
-    """Sum over the channel window as n shifted slices of the zero-padded input: under torch.compile
-    this fuses with the elementwise work around it into one loop."""
+    """Sum over the channel window as n shifted slices of the zero-padded input: compiled, this
+    fuses with the elementwise work around it into one loop."""
     h, c = size // 2, x.shape[1]
     padded = F.pad(x, (0, 0) * (x.dim() - 2) + (h, h))
     return sum(padded[:, j : j + c] for j in range(size))
+
+
+def fused_forward(a: torch.Tensor, size: int, scale: float, beta: float, k: float):
+    """b, and what the backward needs (d^-beta, b / d), written for a compiler to fuse."""
+    d = k + scale * shifted_window_sum(a * a, size)
+    r = neg_pow(d, beta)
+    b = a * r
+    return b, r, b / d
+
+
+def fused_backward(g: torch.Tensor, a: torch.Tensor, r: torch.Tensor, q: torch.Tensor, size: int, coefficient: float):
+    return g * r + coefficient * a * shifted_window_sum(g * q, size)
+
+
+# On a CPU, Inductor turns each of the two into one C++ loop over the tensor: a few passes over
+# memory instead of eight elementwise ops and a matrix product. dynamic=True: one kernel serves
+# every batch and image size. Built on first use (seconds; cached on disk by Inductor).
+compiled_forward = torch.compile(fused_forward, dynamic=True)
+compiled_backward = torch.compile(fused_backward, dynamic=True)
+
+
+def run_compiled(kernel, *args):
+    try:
+        return kernel(*args)
+    except Exception as e:  # whatever failed in the build or the run, the message names the switch
+        raise RuntimeError(
+            "LocalResponseNorm(compiled=True) (config key model.lrn_compiled): torch.compile failed on "
+            f"the CPU kernel ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}); it needs a working "
+            "C++ compiler. Set model.lrn_compiled=false to use the eager LRN."
+        ) from e
 
 
 def graph_kept() -> bool:
@@ -81,14 +111,20 @@ def graph_kept() -> bool:
 
 class LRNFunction(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, a: torch.Tensor, size: int, scale: float, beta: float, k: float) -> torch.Tensor:
+    def forward(ctx, a: torch.Tensor, size: int, scale: float, beta: float, k: float, compiled: bool) -> torch.Tensor:
         ctx.size, ctx.scale, ctx.beta = size, scale, beta
-        ctx.fused = torch.compiler.is_compiling() or a.dim() < 3
-        if ctx.fused:
-            d = k + scale * shifted_window_sum(a * a, size)
-            r = neg_pow(d, beta)
-            b = a * r
-            ctx.save_for_backward(a, r, b / d)
+        if torch.compiler.is_compiling() or a.dim() < 3:
+            ctx.path = "fused"  # traced and fused with the rest of a compiled model
+        elif compiled and a.device.type == "cpu":
+            ctx.path = "compiled"
+        else:
+            ctx.path = "band"
+        if ctx.path == "fused":
+            b, r, q = fused_forward(a, size, scale, beta, k)
+        elif ctx.path == "compiled":
+            b, r, q = run_compiled(compiled_forward, a, size, scale, beta, k)
+        if ctx.path != "band":
+            ctx.save_for_backward(a, r, q)
             return b
         ctx.channels_last = a.dim() == 4 and a.is_contiguous(memory_format=torch.channels_last) and not a.is_contiguous()
         fmt = torch.channels_last if ctx.channels_last else torch.contiguous_format
@@ -105,11 +141,14 @@ class LRNFunction(torch.autograd.Function):
         return b
 
     @staticmethod
+    @torch.autograd.function.once_differentiable  # the backward writes in place: no double backward
     def backward(ctx, g: torch.Tensor):
         a, r, q = ctx.saved_tensors
         coefficient = -2 * ctx.beta * ctx.scale
-        if ctx.fused:
-            return g * r + coefficient * a * shifted_window_sum(g * q, ctx.size), None, None, None, None
+        if ctx.path == "compiled":
+            return run_compiled(compiled_backward, g, a, r, q, ctx.size, coefficient), None, None, None, None, None
+        if ctx.path == "fused":
+            return fused_backward(g, a, r, q, ctx.size, coefficient), None, None, None, None, None
         fmt = torch.channels_last if ctx.channels_last else torch.contiguous_format
         g = g.contiguous(memory_format=fmt)
         # Unless the graph is kept for another backward, r and b/d are dead once read: the products
@@ -125,7 +164,7 @@ class LRNFunction(torch.autograd.Function):
                 ctx.channels_last,
             )
         grad = g * r if kept else r.mul_(g)
-        return grad.addcmul_(a, w), None, None, None, None
+        return grad.addcmul_(a, w), None, None, None, None, None
 
 
 class LocalResponseNorm(nn.Module):
@@ -136,6 +175,7 @@ class LocalResponseNorm(nn.Module):
         beta: float = 0.75,
         k: float = 2.0,
         convention: LRNConvention = "cuda_convnet",
+        compiled: bool = True,
     ):
         super().__init__()
         if size < 1 or size % 2 == 0:
@@ -143,13 +183,15 @@ class LocalResponseNorm(nn.Module):
         if convention not in LRN_CONVENTIONS:
             raise ValueError(f"LRN convention must be one of {LRN_CONVENTIONS}, got {convention!r}")
         self.size, self.alpha, self.beta, self.k, self.convention = size, alpha, beta, k, convention
+        self.compiled = compiled  # the compiled CPU kernel; False: eager ops only (no C++ compiler needed)
         # The sum's coefficient: alpha/n in cuda-convnet's reading, alpha as printed.
         self.scale = alpha / size if convention == "cuda_convnet" else alpha
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         # Zero padding at the channel edges (the band's clipped rows) equals the paper's clipped
         # sum limits. The output keeps the input's memory format.
-        return LRNFunction.apply(x, self.size, self.scale, self.beta, self.k)
+        return LRNFunction.apply(x, self.size, self.scale, self.beta, self.k, self.compiled)
 
     def extra_repr(self) -> str:
-        return f"size={self.size}, alpha={self.alpha}, beta={self.beta}, k={self.k}, convention={self.convention}"
+        formula = f"size={self.size}, alpha={self.alpha}, beta={self.beta}, k={self.k}, convention={self.convention}"
+        return f"{formula}, compiled={self.compiled}"
