@@ -5,7 +5,8 @@
 # 2. checks the fast path (bf16 + channels-last + compile) against fp32 on one batch,
 # 3. runs the benchmark table at batch 512: model step (Lightning vs bare vs torchvision),
 #    TFLOP/s and fraction of the measured bf16 matmul peak, loaders, and end to end from a
-#    store of the ILSVRC sample (decoded in the workers, and by nvJPEG on the GPU).
+#    store of the ILSVRC sample (decoded in the workers, and by nvJPEG on the GPU),
+# 4. prints the per-layer time table (python -m alexnet.bench.model --profile) on the GPU.
 # The fast-path tests include the count of host reads in the training step, here on the GPU.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -44,3 +45,5 @@ for d in ../shared/data/imagenet-sample shared/data/imagenet-sample data/imagene
 done
 if [ -n "$IMAGES" ]; then DATA=(--images "$IMAGES"); else DATA=(--skip-data); echo "no images: model step only" | tee -a "$OUT/gpu_bench.txt"; fi
 $PY -m alexnet.bench "${DATA[@]}" --device cuda --batch 512 --steps 30 --warmup 10 2>&1 | tee -a "$OUT/gpu_bench.txt"
+# 4. where the step's time goes on the GPU, layer by layer (the torch profiler's CUDA times).
+$PY -m alexnet.bench.model --profile --device cuda --batch 512 --steps 10 --warmup 5 2>&1 | tee -a "$OUT/gpu_bench.txt"

@@ -123,7 +123,7 @@ def test_end_to_end_row_from_a_small_store_in_both_decode_modes(tmp_path):
 
     synthetic.generate(tmp_path / "raw", train_per_class=1, val_per_class=0, image_size=80, seed=0)
     prepare(tmp_path / "raw", tmp_path / "store", splits=["train"], workers=1, resize=76)
-    setup = model.Setup(batch=16, crop=67, steps=2, warmup=1)  # 48 images from 10; resize 76
+    setup = model.Setup(batch=16, crop=67, steps=2, warmup=1, rounds=1)  # 64 images from 10; resize 76
     for decode_on in ("loader", "device"):
         row = end_to_end.run(setup, str(tmp_path / "store"), num_workers=0, decode_on=decode_on)
         assert row["images_per_s"] > 0 and row["hours_90_epochs"] > 0, row

@@ -91,6 +91,16 @@ def test_each_ablation_is_one_override_changing_one_key(override, changed):
     assert diff(base, ablated) == changed
 
 
+def test_the_default_run_deviates_from_the_papers_recipe_only_where_demo_yaml_says():
+    """conf/experiment/demo.yaml's measured deviations, and nothing else (the model init among them:
+    Caffe's, at the paper's lr 0.01)."""
+    demo = OmegaConf.to_container(composed(), resolve=True)
+    paper = OmegaConf.to_container(composed("experiment=alexnet_paper"), resolve=True)
+    changed = {key for key in diff(demo, paper) if not key.startswith(("data.", "experiment", "tags"))}
+    assert changed == {"model.init", "model.num_classes", "model.crop_size", "trainer.max_epochs"}
+    assert (demo["model"]["init"], paper["model"]["init"], demo["optim"]["lr"]) == ("caffe", "paper", 0.01)
+
+
 @pytest.mark.parametrize(
     "override, message",
     [

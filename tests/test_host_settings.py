@@ -24,7 +24,8 @@ print(alexnet.FREED_MEMORY_KEPT, mallinfo2().hblkhd >= x.nbytes, os.environ.get(
 
 
 def probe(**env) -> list[str]:
-    clean = {k: v for k, v in os.environ.items() if k not in ("MALLOC_MMAP_MAX_", "GLIBC_TUNABLES", "OMP_WAIT_POLICY")}
+    ours = ("MALLOC_MMAP_MAX_", "GLIBC_TUNABLES", "OMP_WAIT_POLICY", "ALEXNET_KEEP_FREED_MEMORY")
+    clean = {k: v for k, v in os.environ.items() if k not in ours}
     out = subprocess.run([sys.executable, "-c", PROBE], env={**clean, **env}, capture_output=True, text=True, check=True)
     return out.stdout.split()
 
@@ -35,3 +36,7 @@ def test_large_tensors_come_from_the_kept_heap_and_openmp_threads_sleep():
 
 def test_a_users_malloc_and_openmp_settings_win():
     assert probe(GLIBC_TUNABLES="glibc.malloc.perturb=0", OMP_WAIT_POLICY="ACTIVE") == ["False", "True", "ACTIVE"]
+
+
+def test_the_switch_turns_kept_memory_off():
+    assert probe(ALEXNET_KEEP_FREED_MEMORY="0")[:2] == ["False", "True"]

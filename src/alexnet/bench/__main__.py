@@ -1,6 +1,6 @@
 """python -m alexnet.bench: the whole speed table in one run, on one machine.
 
-    python -m alexnet.bench [--images DIR] [--skip-data] [--batch 128] [--crop 227] [--rounds 5] [--steps 3]
+    python -m alexnet.bench [--images DIR] [--skip-data] [--batch 128] [--crop 227] [--rounds 15] [--steps 1]
                             [--warmup 2] [--device cpu|cuda] [--precision 32-true|bf16-mixed] [--fast|--no-fast]
 
 1. model train step: this project's LightningModule vs a bare PyTorch loop over the same

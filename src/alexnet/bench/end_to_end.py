@@ -4,19 +4,10 @@ feeding the real LightningModule under a real Trainer, and the 90-epoch wall tim
 from alexnet.bench.model import Setup, timed_fit
 from alexnet.callbacks.fast_path import apply as apply_fast_path
 from alexnet.data import ImageFolderDataModule
-from alexnet.data.datasets import ImageRecords
-from alexnet.data.records import Records
 from alexnet.training.config import paper_optim
 from alexnet.training.module import LitAlexNet
 
 IMAGENET_TRAIN_IMAGES = 1_281_167
-
-
-def repeated(dataset: ImageRecords, length: int) -> ImageRecords:
-    """The images of a small benchmark set, again and again: one epoch covers all timed steps, so
-    no epoch boundary (a fresh shuffle, the workers' pipeline refilling) falls inside the timing."""
-    times = -(-length // len(dataset))
-    return ImageRecords(Records.concat([dataset.records] * times), dataset.resize)
 
 
 def run(s: Setup, root: str, split: str = "train", num_workers: int = -1, decode_on: str = "loader") -> dict:
@@ -34,7 +25,9 @@ def run(s: Setup, root: str, split: str = "train", num_workers: int = -1, decode
         decode_on=decode_on,
     )
     dm.setup("fit")
-    dm.datasets["train"] = repeated(dm.datasets["train"], s.batch * (s.warmup + s.steps + 1))
+    # One epoch covers every timed step: no epoch boundary (a fresh shuffle, the workers'
+    # pipeline refilling) falls inside the timing.
+    dm.repeat_train(s.batch * (s.warmup + s.timed_steps + 1))
     module = LitAlexNet(dict(num_classes=dm.num_classes, crop_size=s.crop), paper_optim())
     apply_fast_path(module, s.channels_last, s.compile)
     rate = timed_fit(s, module, dm)

@@ -123,7 +123,7 @@ def attribute(events, steps: int, cuda: bool) -> list[dict]:
 
 
 def profile(s: Setup) -> list[dict]:
-    """Per-part times of ``s.steps`` bare-loop steps after ``s.warmup`` ones (eager: no torch.compile)."""
+    """Per-part times of ``s.timed_steps`` bare-loop steps after ``s.warmup`` ones (eager: no torch.compile)."""
     s = replace(s, compile=False)
     torch.manual_seed(0)
     loop = BareLoop(AlexNet(num_classes=1000, crop_size=s.crop), s)
@@ -134,8 +134,8 @@ def profile(s: Setup) -> list[dict]:
     activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if cuda else [])
     sync(s.device)
     with torch.profiler.profile(activities=activities) as prof:
-        for _ in range(s.steps):
+        for _ in range(s.timed_steps):
             with record_function("bench::step"):
                 loop.step()
                 sync(s.device)
-    return attribute(prof.events(), s.steps, cuda)
+    return attribute(prof.events(), s.timed_steps, cuda)

@@ -1,15 +1,17 @@
 """Training-step throughput: this project's LightningModule against a bare PyTorch loop over the
 same network, batch and threads, and against torchvision's AlexNet in the same loop.
 
-    python -m alexnet.bench.model [--batch 128] [--crop 227] [--rounds 5] [--steps 3] [--warmup 2]
+    python -m alexnet.bench.model [--batch 128] [--crop 227] [--rounds 15] [--steps 1] [--warmup 2]
                                   [--device cpu|cuda] [--precision 32-true|bf16-mixed] [--fast|--no-fast]
     python -m alexnet.bench.model --profile [...]   # where the step's time goes, layer by layer
 
 The three alternate round by round (``alexnet.bench.rounds``): ``--rounds`` rounds of ``--steps``
 steps each, after ``--warmup`` steps; rows give the median round with the slowest and fastest.
+Rounds of one step interleave the three most finely, so that whatever else the machine does
+lands on all three alike.
 Each measurement feeds uint8 256x256 batches that already sit in host memory, so the loader is
 out of the picture (``alexnet.bench.data`` measures it): host-to-device copy, device-side
-augmentation, forward, backward and the SGD step are in. ``--profile`` times ``--steps`` steps
+augmentation, forward, backward and the SGD step are in. ``--profile`` times rounds x steps steps
 of the bare loop under the torch profiler instead (``alexnet.bench.layers``).
 """
 
@@ -35,13 +37,18 @@ from alexnet.training.module import LitAlexNet
 class Setup:
     batch: int = 128
     crop: int = 227
-    steps: int = 3  # per round
+    steps: int = 1  # per round
     warmup: int = 2
     device: str = "cpu"
     precision: str = "32-true"  # or bf16-mixed
     channels_last: bool = False
     compile: bool = False
-    rounds: int = 5
+    rounds: int = 15
+
+    @property
+    def timed_steps(self) -> int:
+        """Steps timed per measurement: every round's, or as many in one stretch (end to end, profile)."""
+        return self.rounds * self.steps
 
     @property
     def resize(self) -> int:
@@ -110,7 +117,7 @@ class StepTimer(L.Callback):
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
         self.step += 1
-        if self.step == self.s.warmup + self.s.steps:
+        if self.step == self.s.warmup + self.s.timed_steps:
             sync(self.s.device)
             self.end = time.perf_counter()
 
@@ -132,7 +139,7 @@ def timed_fit(s: Setup, module: L.LightningModule, datamodule: L.LightningDataMo
         accelerator=s.device,
         devices=1,
         precision=s.precision,
-        max_steps=s.warmup + s.steps,
+        max_steps=s.warmup + s.timed_steps,
         limit_val_batches=0,
         logger=False,
         enable_checkpointing=False,
@@ -141,7 +148,7 @@ def timed_fit(s: Setup, module: L.LightningModule, datamodule: L.LightningDataMo
         callbacks=[timer],
     )
     trainer.fit(module, datamodule=datamodule)
-    return s.batch * s.steps / (timer.end - timer.start)
+    return s.batch * s.timed_steps / (timer.end - timer.start)
 
 
 def forward_gmacs(net: torch.nn.Module, crop: int) -> float:
@@ -243,9 +250,7 @@ def parser(add_help: bool = True) -> argparse.ArgumentParser:
     p.add_argument("--batch", type=int, default=Setup.batch, help="images per step (default: %(default)s)")
     p.add_argument("--crop", type=int, default=Setup.crop, help="training crop side (default: %(default)s)")
     p.add_argument("--rounds", type=int, default=Setup.rounds, help="alternating rounds (default: %(default)s)")
-    p.add_argument(
-        "--steps", type=int, default=Setup.steps, help="timed steps per round, or profiled steps (default: %(default)s)"
-    )
+    p.add_argument("--steps", type=int, default=Setup.steps, help="timed steps per round (default: %(default)s)")
     p.add_argument("--warmup", type=int, default=Setup.warmup, help="untimed steps first, at least 1 (default: %(default)s)")
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu", help="cpu or cuda (default: %(default)s)")
     p.add_argument("--precision", default=None, help="32-true or bf16-mixed (default: bf16-mixed on cuda, 32-true on cpu)")
@@ -288,7 +293,7 @@ def main(argv=None) -> None:
     if args.profile:
         from alexnet.bench.layers import profile
 
-        print_layers(f"where a training step's time goes, {where}, mean of {setup.steps} steps", profile(setup))
+        print_layers(f"where a training step's time goes, {where}, mean of {setup.timed_steps} steps", profile(setup))
         return
     print_rows(f"model step, {where}, median of {setup.rounds} alternating rounds of {setup.steps} steps", run(setup))
 

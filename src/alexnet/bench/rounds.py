@@ -108,7 +108,7 @@ def alternate(s: Setup, module: L.LightningModule, loops: dict[str, BareLoop]) -
         accelerator=s.device,
         devices=1,
         precision=s.precision,
-        max_steps=s.warmup + s.rounds * s.steps,
+        max_steps=s.warmup + s.timed_steps,
         limit_val_batches=0,
         logger=False,
         enable_checkpointing=False,

@@ -54,7 +54,7 @@ def as_picture(x: torch.Tensor) -> np.ndarray:
 def top5_figure(module, datamodule, n_images: int = 6, device: str = "cpu"):
     import matplotlib.pyplot as plt
 
-    dataset, names = datamodule.datasets["val"], datamodule.class_names()
+    dataset, names = datamodule.dataset("val"), datamodule.class_names()
     picks = [dataset[i] for i in evenly_spaced(len(dataset), n_images)]
     x = datamodule.augment.eval_batch(torch.stack([p[0] for p in picks]).to(device), 1)
     probs = module.predict_proba(x).cpu()
@@ -80,7 +80,7 @@ def top5_figure(module, datamodule, n_images: int = 6, device: str = "cpu"):
 def nearest_training_images(module, datamodule, queries: torch.Tensor, k: int, max_train: int, device: str = "cpu"):
     """Indices (into the training set) and distances of the k nearest fc7 vectors per query, streamed."""
     q = module.net.forward_features(datamodule.augment.eval_batch(queries.to(device), 1))
-    train = datamodule.datasets["train"]
+    train = datamodule.dataset("train")
     order = evenly_spaced(len(train), max_train) if max_train else list(range(len(train)))
     loader = DataLoader(Subset(train, order), batch_size=datamodule.batch_size, num_workers=datamodule.num_workers)
     best_d = torch.full((len(q), 0), float("inf"), device=device)
@@ -100,7 +100,7 @@ def nearest_training_images(module, datamodule, queries: torch.Tensor, k: int, m
 def neighbours_figure(module, datamodule, n_queries: int = 4, k: int = 6, max_train: int = 20000, device: str = "cpu"):
     import matplotlib.pyplot as plt
 
-    val, train, names = datamodule.datasets["val"], datamodule.datasets["train"], datamodule.class_names()
+    val, train, names = datamodule.dataset("val"), datamodule.dataset("train"), datamodule.class_names()
     picks = [val[i] for i in evenly_spaced(len(val), n_queries)]
     index, _ = nearest_training_images(module, datamodule, torch.stack([p[0] for p in picks]), k, max_train, device)
     fig, axes = plt.subplots(len(picks), k + 1, figsize=(1.5 * (k + 1), 1.6 * len(picks)), squeeze=False)

@@ -20,6 +20,7 @@ from alexnet.data.augment import IMAGENET_EIGVAL, IMAGENET_EIGVEC, BatchAugment,
 from alexnet.data.batches import collate
 from alexnet.data.datasets import EncodedRecords, ImageRecords, SkipUnreadable
 from alexnet.data.decode import decode, decode_batch
+from alexnet.data.records import Records
 from alexnet.data.sources import open_source
 from alexnet.data.stats import load_or_compute
 from alexnet.data.store import StoreSource, check_prepared_from, is_store
@@ -218,6 +219,12 @@ class ImageFolderDataModule(L.LightningDataModule):
             # Workers ignore SIGINT/TERM/USR2: only the main process saves and requeues (alexnet.data.workers).
             worker_init_fn=worker_init(self.trainer.global_rank if self.trainer is not None else None),
         )
+
+    def repeat_train(self, images: int) -> None:
+        """After ``setup``: the training split's records, over again until there are ``images`` or more.
+        For a benchmark on a small set, so that one epoch covers all its timed steps."""
+        train = self.datasets["train"]
+        self.datasets["train"] = ImageRecords(Records.concat([train.records] * -(-images // len(train))), train.resize)
 
     def dataset(self, stage: str):
         """The records of a stage ("train", "val", "test"), after ``setup``."""

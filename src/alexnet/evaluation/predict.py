@@ -72,7 +72,7 @@ class Predictor:
         data = data_config(member, self.module, data_root)
         # The test split is only listed (never read): the mean image comes from the training run's cache.
         self.datamodule = build_datamodule(data, data.get("test_split") or "val", crops, batch_size=1, num_workers=0)
-        self.classes = self.datamodule.datasets["train"].classes
+        self.classes = self.datamodule.classes
         self.names = self.datamodule.class_names()
         if self.module.net.num_classes != len(self.classes):
             raise ConfigError(

@@ -18,6 +18,7 @@ Forward and backward are written out (``LRNFunction``) rather than left to autog
 so the backward is one more window sum and a few elementwise products of saved tensors.
 """
 
+import logging
 from typing import Literal
 
 import torch
@@ -89,6 +90,8 @@ def fused_backward(g: torch.Tensor, a: torch.Tensor, r: torch.Tensor, q: torch.T
 # On a CPU, Inductor turns each of the two into one C++ loop over the tensor: a few passes over
 # memory instead of eight elementwise ops and a matrix product. dynamic=True: one kernel serves
 # every batch and image size. Built on first use (seconds; cached on disk by Inductor).
+# Its C++ build logs "No CUDA runtime is found" on every CPU-only machine: expected here, not news.
+logging.getLogger("torch.utils.cpp_extension").setLevel(logging.ERROR)
 compiled_forward = torch.compile(fused_forward, dynamic=True)
 compiled_backward = torch.compile(fused_backward, dynamic=True)
 
