@@ -28,7 +28,7 @@ def run(s: Setup, root: str, split: str = "train", num_workers: int = -1, decode
     # One epoch covers every timed step: no epoch boundary (a fresh shuffle, the workers'
     # pipeline refilling) falls inside the timing.
     dm.repeat_train(s.batch * (s.warmup + s.timed_steps + 1))
-    module = LitAlexNet(dict(num_classes=dm.num_classes, crop_size=s.crop), paper_optim())
+    module = LitAlexNet(dict(num_classes=dm.num_classes, crop_size=s.crop, lrn_compiled=s.lrn_compiled), paper_optim())
     apply_fast_path(module, s.channels_last, s.compile)
     rate = timed_fit(s, module, dm)
     decoded = "decoded on the device" if decode_on == "device" else "decoded in the workers"

@@ -126,7 +126,7 @@ def profile(s: Setup) -> list[dict]:
     """Per-part times of ``s.timed_steps`` bare-loop steps after ``s.warmup`` ones (eager: no torch.compile)."""
     s = replace(s, compile=False)
     torch.manual_seed(0)
-    loop = BareLoop(AlexNet(num_classes=1000, crop_size=s.crop), s)
+    loop = BareLoop(AlexNet(num_classes=1000, crop_size=s.crop, lrn_compiled=s.lrn_compiled), s)
     hook_layers(loop.net)
     for _ in range(s.warmup):
         loop.step()

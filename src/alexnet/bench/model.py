@@ -3,6 +3,7 @@ same network, batch and threads, and against torchvision's AlexNet in the same l
 
     python -m alexnet.bench.model [--batch 128] [--crop 227] [--rounds 15] [--steps 1] [--warmup 2]
                                   [--device cpu|cuda] [--precision 32-true|bf16-mixed] [--fast|--no-fast]
+                                  [--lrn-compiled|--no-lrn-compiled]
     python -m alexnet.bench.model --profile [...]   # where the step's time goes, layer by layer
 
 The three alternate round by round (``alexnet.bench.rounds``): ``--rounds`` rounds of ``--steps``
@@ -44,6 +45,7 @@ class Setup:
     channels_last: bool = False
     compile: bool = False
     rounds: int = 15
+    lrn_compiled: bool = True  # model.lrn_compiled
 
     @property
     def timed_steps(self) -> int:
@@ -124,7 +126,7 @@ class StepTimer(L.Callback):
 
 def lit_module(s: Setup) -> LitAlexNet:
     """LitAlexNet as training runs it (metrics and logging on)."""
-    module = LitAlexNet(dict(num_classes=1000, crop_size=s.crop), paper_optim())
+    module = LitAlexNet(dict(num_classes=1000, crop_size=s.crop, lrn_compiled=s.lrn_compiled), paper_optim())
     apply_fast_path(module, s.channels_last, s.compile)
     return module
 
@@ -197,7 +199,7 @@ def run(s: Setup) -> list[dict]:
     module = lit_module(s)
     torch.manual_seed(0)
     loops = {
-        "bare": BareLoop(AlexNet(num_classes=1000, crop_size=s.crop), s),
+        "bare": BareLoop(AlexNet(num_classes=1000, crop_size=s.crop, lrn_compiled=s.lrn_compiled), s),
         "torchvision": BareLoop(torchvision.models.alexnet(num_classes=1000), s),  # its adaptive pool takes any crop
     }
     seconds = alternate(s, module, loops)
@@ -251,6 +253,12 @@ def parser(add_help: bool = True) -> argparse.ArgumentParser:
     p.add_argument("--crop", type=int, default=Setup.crop, help="training crop side (default: %(default)s)")
     p.add_argument("--rounds", type=int, default=Setup.rounds, help="alternating rounds (default: %(default)s)")
     p.add_argument("--steps", type=int, default=Setup.steps, help="timed steps per round (default: %(default)s)")
+    p.add_argument(
+        "--lrn-compiled",
+        action=argparse.BooleanOptionalAction,
+        default=Setup.lrn_compiled,
+        help="this net's LRN as one compiled CPU loop, as model.lrn_compiled (default: on)",
+    )
     p.add_argument("--warmup", type=int, default=Setup.warmup, help="untimed steps first, at least 1 (default: %(default)s)")
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu", help="cpu or cuda (default: %(default)s)")
     p.add_argument("--precision", default=None, help="32-true or bf16-mixed (default: bf16-mixed on cuda, 32-true on cpu)")
@@ -277,6 +285,7 @@ def setup_from(a: argparse.Namespace) -> Setup:
         channels_last=fast,
         compile=fast,
         rounds=a.rounds,
+        lrn_compiled=a.lrn_compiled,
     )
 
 
