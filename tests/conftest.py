@@ -10,6 +10,10 @@ from alexnet.training.config import compose_train, paper_optim  # noqa: F401 (co
 ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = ROOT.parent / "shared" / "data"
 os.environ.setdefault("PROJECT_ROOT", str(ROOT))
+# The eager LRN in every run the tests start: building the compiled CPU kernel takes about 2 s
+# per process, more than these tiny runs train. tests/test_lrn.py checks the compiled kernel's
+# numbers, and the default-run test runs it as `python train.py` does.
+os.environ.setdefault("ALEXNET_LRN_COMPILED", "false")
 
 
 OPTIM = paper_optim()  # conf/train.yaml's optim node, for LitAlexNet's built outside a run

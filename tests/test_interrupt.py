@@ -11,7 +11,7 @@ import torch
 from conftest import run_train
 from longrun import checkpoint, prepare, start, tiny, wait_for
 
-STEPS = 8  # training steps per epoch; three epochs
+STEPS = 16  # training steps per epoch (batch 4 of 80 images); three epochs
 
 
 def test_a_run_stopped_three_ways_continues_to_the_end(tmp_path):
@@ -22,6 +22,7 @@ def test_a_run_stopped_three_ways_continues_to_the_end(tmp_path):
         run,
         3,
         f"+trainer.limit_train_batches={STEPS}",
+        "data.batch_size=4",
         "ckpt_path=last",
         "logger=csv",
         "trainer.log_every_n_steps=1",
@@ -31,7 +32,7 @@ def test_a_run_stopped_three_ways_continues_to_the_end(tmp_path):
     # 1. SIGTERM in the second epoch (last.ckpt of the first is there): saved, named, exit 128+15.
     proc = start(*args, log=tmp_path / "1.log")
     wait_for(proc, last.exists)
-    time.sleep(0.5)  # into the second epoch
+    time.sleep(0.1)  # into the second epoch (16 steps of a few tens of ms)
     proc.send_signal(signal.SIGTERM)
     assert proc.wait(timeout=120) == 143
     out = (tmp_path / "1.log").read_text()
@@ -44,7 +45,7 @@ def test_a_run_stopped_three_ways_continues_to_the_end(tmp_path):
     mtime = last.stat().st_mtime_ns
     proc = start(*args, log=tmp_path / "2.log")
     wait_for(proc, lambda: last.stat().st_mtime_ns != mtime)  # the second epoch's last.ckpt
-    time.sleep(0.5)
+    time.sleep(0.1)
     proc.send_signal(signal.SIGINT)
     assert proc.wait(timeout=120) == 130
     assert "stopped by SIGINT at epoch 2" in (tmp_path / "2.log").read_text()

@@ -108,7 +108,7 @@ def test_seed_makes_runs_repeatable(tmp_path):
 def test_default_run_learns_far_above_chance(tmp_path):
     """The README's `python train.py`, on a fresh copy of the built-in dataset: chance is 90% top-1 error."""
     run = tmp_path / "run"
-    run_train(f"data.root={tmp_path}/synthetic", f"hydra.run.dir={run}", timeout=900)
+    run_train(f"data.root={tmp_path}/synthetic", f"hydra.run.dir={run}", "model.lrn_compiled=true", timeout=900)
     summary = json.loads((run / "summary.json").read_text())
     assert summary["val/top1_err"] < 0.5, summary
     assert summary["test/top1_err"] < 0.5, summary
