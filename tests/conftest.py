@@ -16,6 +16,16 @@ os.environ.setdefault("PROJECT_ROOT", str(ROOT))
 os.environ.setdefault("ALEXNET_LRN_COMPILED", "false")
 
 
+# train.py overrides for one batch of each phase, test skipped: a real run in seconds.
+ONE_BATCH = [
+    "trainer.max_epochs=1",
+    "+trainer.limit_train_batches=1",
+    "+trainer.limit_val_batches=1",
+    "test=false",
+    "data.batch_size=8",
+    "data.num_workers=0",
+]
+
 OPTIM = paper_optim()  # conf/train.yaml's optim node, for LitAlexNet's built outside a run
 
 

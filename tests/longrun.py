@@ -23,6 +23,19 @@ TINY = [
 ]  # last.ckpt only: half the writes
 
 
+# One step per epoch over all 80 images (global batch 80: 40 per rank under DDP), no dropout and
+# no random crop, flip or colour noise: the gradient is the same sum however the batch is
+# shuffled or split over ranks, only added up in another order.
+SAME_GRADIENT = [
+    "data.batch_size=80",
+    "data.resize=67",
+    "data.flip=false",
+    "data.pca_lighting=false",
+    "model.dropout=0",
+    "trainer.log_every_n_steps=1",
+]
+
+
 def tiny(data_root: Path, run: Path, epochs: int, *extra: str) -> list[str]:
     """train.py arguments for a toy run: 80 synthetic images of 76 px cropped to 67, a few steps, no test."""
     return [f"data.root={data_root}", *TINY, f"trainer.max_epochs={epochs}", f"hydra.run.dir={run}", *extra]

@@ -11,20 +11,8 @@ from pathlib import Path
 import pytest
 from conftest import ROOT, run_train
 from hydra import compose, initialize_config_dir
-from longrun import checkpoint, prepare, start, tiny, wait_for
+from longrun import SAME_GRADIENT, checkpoint, prepare, start, tiny, wait_for
 from omegaconf import OmegaConf
-
-# One step per epoch over all 80 images (global batch 80: 40 per rank under DDP), no dropout and
-# no random crop, flip or colour noise: the gradient is the same sum in both cases, only added
-# up in another order.
-SAME_GRADIENT = [
-    "data.batch_size=80",
-    "data.resize=67",
-    "data.flip=false",
-    "data.pca_lighting=false",
-    "model.dropout=0",
-    "trainer.log_every_n_steps=1",
-]
 
 
 def jobs(sweep):

@@ -8,7 +8,7 @@ import json
 
 import pytest
 import torch
-from conftest import OPTIM, ROOT, compose_train, run_train
+from conftest import ONE_BATCH, OPTIM, ROOT, compose_train, run_train
 from omegaconf import OmegaConf
 from test_config import diff
 
@@ -103,12 +103,7 @@ def test_pretrain_then_finetune_replaces_fc8_only(tmp_path):
     run_train(
         "experiment=alexnet_star_pretrain",
         *tiny_synthetic(tmp_path),
-        "trainer.max_epochs=1",
-        "+trainer.limit_train_batches=1",
-        "+trainer.limit_val_batches=1",
-        "test=false",
-        "data.batch_size=8",
-        "data.num_workers=0",
+        *ONE_BATCH,
         "logger=none",
         "++figures=false",
         f"hydra.run.dir={pretrain}",

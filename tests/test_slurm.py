@@ -16,23 +16,13 @@ from pathlib import Path
 import pytest
 import slurm_cluster
 from conftest import ROOT
-from longrun import checkpoint, prepare, start, tiny
+from longrun import SAME_GRADIENT, checkpoint, prepare, start, tiny
 
 pytestmark = [pytest.mark.slurm, pytest.mark.slow]
 
 # Every job through submitit, as on a cluster, but sized for this node (conf/hydra/launcher/slurm_cpu.yaml):
 # no GPU, one CPU per task.
 SLURM = ["hydra/launcher=slurm_cpu"]
-# One step per epoch over all 80 images, no dropout and no random crop, flip or colour noise: the
-# gradient is the same sum however the batch is shuffled or split over ranks (as in test_ddp.py).
-SAME_GRADIENT = [
-    "data.batch_size=80",
-    "data.resize=67",
-    "data.flip=false",
-    "data.pca_lighting=false",
-    "model.dropout=0",
-    "trainer.log_every_n_steps=1",
-]
 EPOCHS = 4  # about a second each: time to signal a job after its first last.ckpt
 WORKERS = "data.num_workers=2"  # forked loader workers: they get every signal the job's step gets
 JOB_TIMEOUT_S = 240  # a multirun whose jobs never report back fails the test after this long

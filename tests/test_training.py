@@ -5,16 +5,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import run_train
-
-ONE_BATCH = [
-    "trainer.max_epochs=1",
-    "+trainer.limit_train_batches=1",
-    "+trainer.limit_val_batches=1",
-    "test=false",
-    "data.batch_size=8",
-    "data.num_workers=0",
-]
+from conftest import ONE_BATCH, run_train
 
 
 def tiny_data(tmp_path: Path) -> list[str]:

@@ -5,8 +5,8 @@ import struct
 from pathlib import Path
 
 import pytest
-from conftest import run_train
-from test_training import ONE_BATCH, tiny_data
+from conftest import ONE_BATCH, run_train
+from test_training import tiny_data
 from wandb.proto import wandb_internal_pb2
 
 QUICK = ["++figures=false"]  # the figures have their own tests; here they only cost time

@@ -131,12 +131,11 @@ def lit_module(s: Setup) -> LitAlexNet:
     return module
 
 
-def timed_fit(s: Setup, module: L.LightningModule, datamodule: L.LightningDataModule) -> float:
-    """Images per second over the steps after the warm-up, training only (no validation, no logging to disk)."""
+def fit_benchmark(s: Setup, module: L.LightningModule, datamodule: L.LightningDataModule, timer: L.Callback) -> None:
+    """``Trainer.fit`` for warm-up + timed steps, training only (no validation, no logging to disk), ``timer`` watching."""
     # The plateau schedule steps on validation error, which a benchmark leaves out: SGD alone.
     optimizer = module.configure_optimizers()["optimizer"]
     module.configure_optimizers = lambda: optimizer
-    timer = StepTimer(s)
     trainer = L.Trainer(
         accelerator=s.device,
         devices=1,
@@ -150,6 +149,12 @@ def timed_fit(s: Setup, module: L.LightningModule, datamodule: L.LightningDataMo
         callbacks=[timer],
     )
     trainer.fit(module, datamodule=datamodule)
+
+
+def timed_fit(s: Setup, module: L.LightningModule, datamodule: L.LightningDataModule) -> float:
+    """Images per second over the steps after the warm-up."""
+    timer = StepTimer(s)
+    fit_benchmark(s, module, datamodule, timer)
     return s.batch * s.timed_steps / (timer.end - timer.start)
 
 

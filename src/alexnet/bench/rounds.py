@@ -17,7 +17,7 @@ import torch
 from torch.nn import functional as F
 from torch.profiler import record_function
 
-from alexnet.bench.model import BatchesOnDevice, Setup, host_batches, make_augment, sync
+from alexnet.bench.model import BatchesOnDevice, Setup, fit_benchmark, host_batches, make_augment, sync
 
 
 class BareLoop:
@@ -100,23 +100,8 @@ class Alternate(L.Callback):
 
 def alternate(s: Setup, module: L.LightningModule, loops: dict[str, BareLoop]) -> dict[str, list[float]]:
     """Seconds per step of each round: {"lightning": [...], name: [...] for each bare loop}."""
-    # The plateau schedule steps on validation error, which a benchmark leaves out: SGD alone.
-    optimizer = module.configure_optimizers()["optimizer"]
-    module.configure_optimizers = lambda: optimizer
     timer = Alternate(s, loops)
-    trainer = L.Trainer(
-        accelerator=s.device,
-        devices=1,
-        precision=s.precision,
-        max_steps=s.warmup + s.timed_steps,
-        limit_val_batches=0,
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        callbacks=[timer],
-    )
-    trainer.fit(module, datamodule=BatchesOnDevice(s))
+    fit_benchmark(s, module, BatchesOnDevice(s), timer)
     return timer.seconds
 
 
