@@ -185,7 +185,9 @@ def test_a_three_seed_sweep_on_another_dataset_fills_its_own_table(outputs, tmp_
     text = tables.render(runs, evals, tmp_path / "tables", fig1)
     rows = rows_of(text)
     assert rows["1 CNN"][2] == "41.0" and rows["1 CNN"][-1] == "2"  # the paper's table keeps its ILSVRC runs only
-    measured = text.split(f"## Measured on imagenette ({root}): ten-crop test error (%), 6 finished runs")[1].split("## ")[0]
+    # The root as the heading shows it: beside the project (a clone in /tmp) it is relative.
+    shown = tables.by_dataset.shown_root(str(root))
+    measured = text.split(f"## Measured on imagenette ({shown}): ten-crop test error (%), 6 finished runs")[1].split("## ")[0]
     assert "`data.resize=76 trainer.max_epochs=12`" in measured  # the setting, without seed, preset, logger, figures
     table = rows_of(measured)
     assert table["alexnet_paper"][1:] == ["3", "1, 2, 3", "62.0 ± 2.0", "20.7 ± 0.7", "", "", ""]
