@@ -10,7 +10,7 @@ import pytest
 from conftest import ROOT, run_train
 from lightning.pytorch.utilities.model_summary import get_human_readable_count
 
-from alexnet.callbacks.summary import forward_flops
+from alexnet.callbacks.model_summary import forward_flops
 from alexnet.models import AlexNet
 
 HYDRA_LINE = re.compile(r"^\[\d{4}-\d\d-\d\d [\d:,]+\]\[[\w.]+\]\[(INFO|WARNING|ERROR)\] - ")

@@ -1,7 +1,7 @@
 """Where things live: the project's root, and every file of a run folder.
 
 Each name below is the only place that spells it; readers and writers of run folders (the
-training run, eval.py, the tables, figure 1, the W&B logger) go through ``RunDir``.
+training run, its checkpoints, eval.py, the tables, figure 1, the W&B logger) go through ``RunDir``.
 """
 
 import json
@@ -27,7 +27,7 @@ class RunDir:
     CONFIG = ".hydra/config.yaml"
     HYDRA = ".hydra/hydra.yaml"
     CHECKPOINTS = "checkpoints"
-    LAST = "last.ckpt"
+    LAST = "last.ckpt"  # the name Lightning's ModelCheckpoint gives it (CHECKPOINT_NAME_LAST + FILE_EXTENSION)
     FIGURES = "figures"
 
     def __init__(self, path: str | os.PathLike):
@@ -35,6 +35,11 @@ class RunDir:
 
     def __repr__(self) -> str:
         return f"RunDir({str(self.path)!r})"
+
+    @classmethod
+    def of_checkpoint(cls, checkpoint: str | os.PathLike) -> "RunDir":
+        """The run folder whose checkpoints folder holds ``checkpoint``."""
+        return cls(Path(checkpoint).parent.parent)
 
     @property
     def summary(self) -> Path:

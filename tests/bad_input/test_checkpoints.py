@@ -13,7 +13,8 @@ from conftest import OPTIM, compose_train, run_train
 from longrun import TINY, prepare, tiny, train_here
 from PIL import Image
 
-from alexnet.callbacks.checkpoint_files import IDENTITY, AtomicCheckpointIO, class_differences
+from alexnet.checkpointing.checks import IDENTITY, class_differences
+from alexnet.checkpointing.io import AtomicCheckpointIO
 from alexnet.errors import ConfigError
 from alexnet.evaluation.evaluate import evaluate
 from alexnet.training.module import LitAlexNet
@@ -134,7 +135,7 @@ def test_full_disk_keeps_the_whole_checkpoint_and_the_rerun_resumes_from_it(full
 # SIGXFSZ is ignored so that write() returns EFBIG instead of the signal killing the process.
 FILE_SIZE_LIMIT = """
 import resource, signal, sys, torch
-from alexnet.callbacks.checkpoint_files import AtomicCheckpointIO
+from alexnet.checkpointing.io import AtomicCheckpointIO
 signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
 resource.setrlimit(resource.RLIMIT_FSIZE, (8 * 2**20, resource.RLIM_INFINITY))
 try:

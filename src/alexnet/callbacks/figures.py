@@ -20,6 +20,8 @@ import torch
 from PIL import Image
 from torch.utils.data import DataLoader, Subset
 
+from alexnet.paths import RunDir
+
 log = logging.getLogger(__name__)
 
 
@@ -128,7 +130,7 @@ def save_all(module, datamodule, out: Path, loggers=(), max_train: int = 20000) 
     was_training = module.training
     module.to(device).eval()
     datamodule.augment.to(device)
-    folder = Path(out) / "figures"
+    folder = RunDir(out).figures
     folder.mkdir(parents=True, exist_ok=True)
     paths = [folder / "conv1_filters.png"]
     conv1_grid(module.net).save(paths[0])

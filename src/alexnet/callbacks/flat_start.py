@@ -15,8 +15,8 @@ import torch
 from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.utilities import rank_zero_only
 
-from alexnet.callbacks.checkpoint_files import last_checkpoint_path
-from alexnet.callbacks.stopping import RunStopped
+from alexnet.checkpointing.resolve import last_checkpoint_path
+from alexnet.errors import RunStopped
 
 log = logging.getLogger(__name__)
 

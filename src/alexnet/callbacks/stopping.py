@@ -13,23 +13,11 @@ import torch
 from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
-from alexnet.callbacks.checkpoint_files import last_checkpoint_path, latest_good_checkpoint
+from alexnet.checkpointing.checks import check_weights_finite
+from alexnet.checkpointing.resolve import last_checkpoint_path, latest_good_checkpoint
+from alexnet.errors import Diverged, RunStopped
 
 log = logging.getLogger(__name__)
-
-
-class RunStopped(Exception):
-    """The run stopped early on purpose; the message says why and where its checkpoint is.
-    ``then``: what to do after reporting it (submitit's requeue); ``global_zero``: whether this
-    process is the run's rank zero (the one that reports it)."""
-
-    def __init__(self, message: str, status: str, exit_code: int, checkpoint: str | None):
-        super().__init__(message)
-        self.status = status
-        self.exit_code = exit_code
-        self.checkpoint = checkpoint
-        self.then = None
-        self.global_zero = True
 
 
 class GracefulStop(Callback):
@@ -45,7 +33,7 @@ class GracefulStop(Callback):
     submitit (``hydra/launcher=slurm`` or ``local``) SIGUSR2 means "time limit or pre-emption:
     requeue"; submitit's handler would requeue and exit on the spot, so it is called only once
     last.ckpt is saved (``RunStopped.then``). ``kill -9`` cannot be caught: checkpoint writes are
-    atomic (``alexnet.callbacks.checkpoint_files.AtomicCheckpointIO``), so the previous checkpoint survives it.
+    atomic (``alexnet.checkpointing.io.AtomicCheckpointIO``), so the previous checkpoint survives it.
     """
 
     def __init__(self, every_n_steps: int = 20) -> None:
@@ -127,25 +115,6 @@ def resume_hint(trainer: L.Trainer) -> str:
     hydra = HydraConfig.get()
     args = " ".join(a for a in hydra.overrides.task if not a.startswith(("ckpt_path=", "hydra.run.dir=")))
     return f"resume with: python train.py {args} hydra.run.dir={hydra.runtime.output_dir} ckpt_path=last".replace("  ", " ")
-
-
-class Diverged(RunStopped):
-    """A NaN/inf loss or weights: the run cannot go on, and its last good checkpoint is kept."""
-
-
-def check_weights_finite(trainer: L.Trainer, path: str) -> None:
-    # Weights are the same on every rank (DDP all-reduces the gradients), so every rank decides alike.
-    if all(bool(torch.isfinite(p).all()) for p in trainer.lightning_module.parameters()):
-        return
-    good = latest_good_checkpoint(trainer)
-    kept = f"the last good checkpoint is {good}" if good else "no checkpoint had been written yet"
-    raise Diverged(
-        f"the weights are NaN/inf at epoch {trainer.current_epoch}, step {trainer.global_step}: {path} not written; {kept}. "
-        "Lower optim.lr or check the data.",
-        "diverged",
-        3,
-        good,
-    )
 
 
 class FiniteLoss(Callback):

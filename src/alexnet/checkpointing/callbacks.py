@@ -10,9 +10,9 @@ import numpy as np
 import torch
 from lightning.pytorch.callbacks import Callback
 
-from alexnet.callbacks.checkpoint_files import IDENTITY, check_classes, class_identity
-from alexnet.callbacks.stopping import check_weights_finite
+from alexnet.checkpointing.checks import IDENTITY, check_classes, check_weights_finite, class_identity
 from alexnet.lightning_private import CheckpointHooks, epoch_batches_done, train_data_fetcher
+from alexnet.paths import RunDir
 
 
 class Checkpoint(CheckpointHooks):
@@ -20,7 +20,14 @@ class Checkpoint(CheckpointHooks):
 
     Lightning (2.2 on) rewrites last.ckpt only when it writes a top-k checkpoint, i.e. when the
     monitored metric improved: resuming after a plateau would silently go back several epochs.
+    ``run_dir``: the run folder, whose checkpoints/ folder (``alexnet.paths.RunDir``) is the
+    ``dirpath`` unless one is given; the other arguments are ModelCheckpoint's.
     """
+
+    def __init__(self, run_dir: str | None = None, **kwargs) -> None:
+        if run_dir is not None:
+            kwargs.setdefault("dirpath", str(RunDir(run_dir).checkpoints))
+        super().__init__(**kwargs)
 
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         super().on_train_epoch_end(trainer, pl_module)
@@ -136,7 +143,7 @@ def _as_tuples(value):
 
 class ClassIdentity(Callback):
     """Every checkpoint carries what its outputs mean: the training split's classes in label order,
-    their names and a fingerprint of the training files (``checkpoint_files.class_identity``).
+    their names and a fingerprint of the training files (``checkpointing.checks.class_identity``).
 
     The checkpoints this run starts from are checked once the data is set up, before any step: a
     resume (``ckpt_path``) onto other classes stops, naming the differences; a fine-tuning

@@ -19,7 +19,8 @@ import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
-from alexnet.callbacks import checkpoint_files
+from alexnet.checkpointing import checks
+from alexnet.checkpointing.io import load
 from alexnet.data.augment import CROP_COUNTS
 from alexnet.errors import ConfigError
 from alexnet.paths import RunDir, project_root
@@ -54,7 +55,7 @@ def checkpoint_of(run_dir: Path) -> Path:
     for path in (Path(tested) if tested else None, RunDir(run_dir).last_checkpoint):
         if path and path.is_file():
             return path
-    raise FileNotFoundError(f"{run_dir}: no checkpoint (checkpoints/last.ckpt is missing)")
+    raise FileNotFoundError(f"{run_dir}: no checkpoint ({RunDir.CHECKPOINTS}/{RunDir.LAST} is missing)")
 
 
 def run_dir_summary(run_dir: Path) -> dict:
@@ -69,7 +70,8 @@ def find_members(paths: list[str]) -> tuple[list[Member], list[dict]]:
     for raw in paths:
         path = Path(raw).expanduser()
         if path.is_file():
-            run_dir = path.parent.parent if is_run_dir(path.parent.parent) else None
+            owner = RunDir.of_checkpoint(path).path
+            run_dir = owner if is_run_dir(owner) else None
             members.append(Member(path, run_dir))
         elif is_run_dir(path):
             members.append(Member(checkpoint_of(path), path))
@@ -77,7 +79,7 @@ def find_members(paths: list[str]) -> tuple[list[Member], list[dict]]:
             jobs = sorted((p for p in path.iterdir() if is_run_dir(p)), key=lambda p: (len(p.name), p.name))
             if not jobs:
                 raise FileNotFoundError(
-                    f"{path}: neither a checkpoint, a run folder nor a multirun folder (no */.hydra/config.yaml)"
+                    f"{path}: neither a checkpoint, a run folder nor a multirun folder (no */{RunDir.CONFIG})"
                 )
             for job in jobs:
                 status = run_dir_summary(job).get("status", "incomplete (no summary.json)")
@@ -100,7 +102,7 @@ def data_config(member: Member, module: LitAlexNet, data_root: str | None) -> di
         data = OmegaConf.to_container(cfg.data, resolve=True)
     else:
         if not data_root:
-            raise ConfigError(f"{member.checkpoint}: no run folder beside it (../../.hydra/config.yaml): pass --data-root")
+            raise ConfigError(f"{member.checkpoint}: no run folder beside it (../../{RunDir.CONFIG}): pass --data-root")
         defaults = project_root() / "conf" / "data" / "imagefolder.yaml"
         data = OmegaConf.to_container(OmegaConf.load(defaults))
         data.update(crop_size=module.net.crop_size, num_classes=module.net.num_classes)
@@ -182,11 +184,9 @@ def evaluate(
                 f"{m.checkpoint} has {mod.net.num_classes} classes; "
                 f"split '{split}' of {datamodule.root} has {datamodule.num_classes}"
             )
-    identity = checkpoint_files.class_identity(datamodule)  # same count is not enough: label i must be the same class
+    identity = checks.class_identity(datamodule)  # same count is not enough: label i must be the same class
     for m in members:
-        checkpoint_files.check_classes(
-            "checkpoint", str(m.checkpoint), checkpoint_files.load(str(m.checkpoint)), identity, strict=True
-        )
+        checks.check_classes("checkpoint", str(m.checkpoint), load(str(m.checkpoint)), identity, strict=True)
     k = min(5, datamodule.num_classes)
     counts, ensemble = [Counts(k) for _ in members], Counts(k)
     with torch.inference_mode():

@@ -14,7 +14,7 @@ LIGHTNING = ("lightning", "lightning.pytorch", "lightning.fabric")
 RANK_ZERO = ("lightning.pytorch.utilities.rank_zero", "lightning.fabric.utilities.rank_zero")
 # Lightning 2.6 prints these on every Trainer: logger_connector.py (litlogger, unless a LitLogger is
 # used) and callback_connector.py (litmodels, when Lightning adds its own ModelCheckpoint). The last
-# one only says that conf/callbacks has its own model summary (alexnet.callbacks.summary), as meant.
+# one only says that conf/callbacks has its own model summary (alexnet.callbacks.model_summary), as meant.
 DROPPED = ("💡 Tip: For seamless cloud", "Trainer already configured with model summary callbacks")
 
 

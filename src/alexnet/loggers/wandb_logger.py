@@ -177,7 +177,7 @@ def stored_id(run_dir: Path, ckpt_path) -> str | None:
     if not ckpt_path:
         return None
     ckpt = Path(str(ckpt_path))
-    for folder in (run_dir, ckpt.parent, ckpt.parent.parent):  # <run_dir>/checkpoints/last.ckpt
+    for folder in (run_dir, ckpt.parent, RunDir.of_checkpoint(ckpt).path):
         if (folder / ID_FILE).is_file():
             return (folder / ID_FILE).read_text().strip() or None
     return None

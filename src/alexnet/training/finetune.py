@@ -11,8 +11,9 @@ from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
-from alexnet.callbacks import checkpoint_files as checkpoint
+from alexnet.checkpointing import io as checkpoint
 from alexnet.errors import ConfigError
+from alexnet.paths import RunDir
 from alexnet.training.module import LitAlexNet
 
 log = logging.getLogger(__name__)
@@ -23,7 +24,8 @@ def init_from(cfg: DictConfig, module: LitAlexNet) -> dict | None:
     """Copies every weight but fc8 from ``cfg.init_from`` into ``module``; returns what was copied and replaced."""
     if OmegaConf.is_missing(cfg, "init_from"):  # checked first: a ??? value is not "in" a DictConfig
         raise ConfigError(
-            "init_from: set the pre-trained checkpoint, e.g. init_from=outputs/runs/<pretrain run>/checkpoints/last.ckpt"
+            "init_from: set the pre-trained checkpoint, e.g. "
+            f"init_from=outputs/runs/<pretrain run>/{RunDir.CHECKPOINTS}/{RunDir.LAST}"
         )
     if cfg.get("init_from") is None:
         return None

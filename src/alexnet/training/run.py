@@ -12,11 +12,14 @@ from omegaconf import DictConfig, OmegaConf
 from rich.console import Console
 from rich.table import Table
 
-from alexnet.callbacks import checkpoint_files, figures
-from alexnet.callbacks.checkpoint import ClassIdentity
+from alexnet.callbacks import figures
 from alexnet.callbacks.fast_path import FastPath
-from alexnet.callbacks.stopping import EnoughTrainingData, GracefulStop, RunStopped, resume_hint
-from alexnet.errors import ConfigError
+from alexnet.callbacks.stopping import EnoughTrainingData, GracefulStop, resume_hint
+from alexnet.checkpointing.callbacks import ClassIdentity
+from alexnet.checkpointing.checks import check_matches
+from alexnet.checkpointing.io import AtomicCheckpointIO, CheckpointWriteError, load
+from alexnet.checkpointing.resolve import last_checkpoint_path, latest_good_checkpoint, resolve
+from alexnet.errors import ConfigError, RunStopped
 from alexnet.loggers import wandb_logger
 from alexnet.loggers.console import one_console
 from alexnet.paths import RunDir
@@ -92,18 +95,18 @@ def run(cfg: DictConfig) -> dict:
         callbacks=callbacks,
         logger=loggers or False,
         default_root_dir=str(out),
-        plugins=[checkpoint_files.AtomicCheckpointIO()],
+        plugins=[AtomicCheckpointIO()],
     )
-    ckpt_path = checkpoint_files.resolve(cfg.get("ckpt_path"), checkpoint_files.last_checkpoint_path(trainer).parent)
+    ckpt_path = resolve(cfg.get("ckpt_path"), last_checkpoint_path(trainer).parent)
     if ckpt_path:  # fail now, naming the file, rather than deep inside Lightning's restore
-        resumed = checkpoint_files.load(ckpt_path)
-        checkpoint_files.check_matches(ckpt_path, resumed, module, as_dict(cfg, "model"))
+        resumed = load(ckpt_path)
+        check_matches(ckpt_path, resumed, module, as_dict(cfg, "model"))
         identity.expect("ckpt_path", ckpt_path, resumed, strict=True)
     if pretrained:  # fine-tuning onto other classes is the design (fc8 is new): recorded, not refused
         identity.expect(
             "init_from",
             pretrained["checkpoint"],
-            checkpoint_files.load(pretrained["checkpoint"]),
+            load(pretrained["checkpoint"]),
             strict=False,
             report=pretrained,
         )
@@ -115,8 +118,8 @@ def run(cfg: DictConfig) -> dict:
         trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path)
     except (SIGTERMException, RunStopped) as err:
         raise stopped(cfg, trainer, err, out) from None
-    except checkpoint_files.CheckpointWriteError as err:  # full disk: the previous checkpoints are kept
-        good = checkpoint_files.latest_good_checkpoint(trainer)
+    except CheckpointWriteError as err:  # full disk: the previous checkpoints are kept
+        good = latest_good_checkpoint(trainer)
         raise stopped(cfg, trainer, RunStopped(f"{err.strerror}\n{resume_hint(trainer)}", "failed", 1, good), out) from None
     except (FileNotFoundError, ValueError) as err:  # the data module's: they name data.root, data.<key>
         if isinstance(err, ValueError) and not str(err).startswith("data."):
