@@ -1,4 +1,4 @@
-"""The benchmark command runs and reports every row (its numbers go in the README, not in asserts)."""
+"""The benchmark command runs and reports every row (its numbers go in docs/benchmarks.md, not in asserts)."""
 
 import subprocess
 import sys

@@ -190,9 +190,10 @@ def test_a_three_seed_sweep_on_another_dataset_fills_its_own_table(outputs, tmp_
     measured = text.split(f"## Measured on imagenette ({shown}): ten-crop test error (%), 6 finished runs")[1].split("## ")[0]
     assert "`data.resize=76 trainer.max_epochs=12`" in measured  # the setting, without seed, preset, logger, figures
     table = rows_of(measured)
-    assert table["alexnet_paper"][1:] == ["3", "1, 2, 3", "62.0 ± 2.0", "20.7 ± 0.7", "", "", ""]
+    assert table["alexnet_paper"][1:] == ["3", "1, 2, 3", "62.0 ± 2.0 (60.0-64.0)", "20.7 ± 0.7 (20.0-21.3)", "", "", ""]
     # 71 - 62 = 9 points; standard error sqrt(1/3 + 4/3) = 1.3.
-    assert table["ablation_no_dropout"][1:] == ["3", "1, 2, 3", "71.0 ± 1.0", "23.7 ± 0.3", "+9.0 ± 1.3", "+3.0 ± 0.4", "- / -"]
+    no_dropout = ["3", "1, 2, 3", "71.0 ± 1.0 (70.0-72.0)", "23.7 ± 0.3 (23.3-24.0)", "+9.0 ± 1.3", "+3.0 ± 0.4", "- / -"]
+    assert table["ablation_no_dropout"][1:] == no_dropout
     assert tables.by_dataset.delta([0.5, 0.5004], [0.5002, 0.5002]) == "+0.0 ± 0.0"  # never "-0.0"
     assert "1 finished run\n" in text and "`data.resize=76 trainer.max_epochs=90`" in text
     assert len(list((tmp_path / "tables").glob("measured_imagenette_*.csv"))) == 2

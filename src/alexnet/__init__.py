@@ -12,7 +12,7 @@ Importing the package tunes two things about the host process, because every ent
   what a GPU caching allocator does; the cost is that the process holds its peak memory.
   ``ALEXNET_KEEP_FREED_MEMORY=0`` turns it off; ``MALLOC_MMAP_MAX_`` or ``GLIBC_TUNABLES`` in the
   environment leaves glibc as the user set it.
-The README's speed section has the measured difference (``python -m alexnet.bench``).
+docs/benchmarks.md has the measured difference (``python -m alexnet.bench``).
 """
 
 import ctypes

@@ -3,7 +3,7 @@
 A group is one dataset (the ``data`` config chosen, e.g. imagenette, and its root folder), one
 test protocol (crops) and one setting: the overrides its runs share once the seed, the preset and
 what cannot change a result (loggers, workers, figures, folders) are set aside. In a group each
-preset is one row: runs, seeds, mean +- sample standard deviation over them, and the difference
+preset is one row: runs, seeds, mean +- sample standard deviation (min-max) over them, and the difference
 to the baseline preset with its standard error. So a ``-m 'experiment=alexnet_paper,ablation_x'
 seed=1,2,3`` sweep on Imagenette is one table, labelled with its dataset, setting and run counts.
 """
@@ -79,9 +79,11 @@ def groups(runs: list[dict]) -> dict[tuple, list[dict]]:
 
 
 def spread(values: list[float]) -> str:
-    """mean +- sample std (%); the mean alone for one run."""
+    """mean +- sample std (min-max) in %; the value alone for one run."""
     m = 100 * mean(values)
-    return f"{m:.1f} ± {100 * stdev(values):.1f}" if len(values) > 1 else f"{m:.1f}"
+    if len(values) == 1:
+        return f"{m:.1f}"
+    return f"{m:.1f} ± {100 * stdev(values):.1f} ({100 * min(values):.1f}-{100 * max(values):.1f})"
 
 
 def delta(ablated: list[float], base: list[float]) -> str:
@@ -133,7 +135,7 @@ def measured_tables(runs: list[dict], base: str, paper: dict[str, tuple[str, str
         runs_ = f"{len(group)} finished run{'s' if len(group) > 1 else ''}"
         title = (
             f"Measured on {name} ({shown_root(root)}): {crop} test error (%), {runs_}\n\n"
-            f"Setting (overrides shared by these runs): `{' '.join(setting) or 'none'}`. Mean ± sample std over seeds; "
+            f"Setting (overrides shared by these runs): `{' '.join(setting) or 'none'}`. Mean ± sample std (min-max) over seeds; "
             f"delta = preset minus {base} in points (> 0: the component helps) ± its standard error."
         )
         out.append((f"measured_{name}_{i}", title, table(group, base, paper)))

@@ -7,7 +7,7 @@ The paper does not give the network. This one has the layout of cuda-convnet's
 three 5x5 conv layers and one fully connected layer. It is trained with AlexNet's own recipe
 (section 2: raw 0..255 pixels minus the mean image; section 5: weights N(0, 0.01), SGD with
 momentum 0.9, batch 128). conv1 has 16 kernels instead of 32, which halves an epoch's time on a
-CPU (the README's Figure 1 section has the measured run).
+CPU (docs/small-scale-results.md has the measured run).
 
 Run: ``python -m alexnet.experiments.fig1`` or ``python train.py experiment=fig1_relu_vs_tanh``.
 """
