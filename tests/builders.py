@@ -16,8 +16,8 @@ def composed_model(overrides: tuple[str, ...]) -> dict:
 
 
 def model_args(*overrides: str, **args) -> dict:
-    """The ``model`` node of ``train.py OVERRIDES`` (default: the paper's), ``args`` replacing its values."""
-    return {**composed_model(overrides or PAPER), **args}
+    """The ``model`` node of ``train.py OVERRIDES``, ``args`` replacing its values."""
+    return {**composed_model(overrides), **args}
 
 
 def small_model(**args) -> dict:
@@ -49,4 +49,4 @@ def lrn(**args) -> LocalResponseNorm:
 
 def image_folder(root, **args):
     """conf/data/imagefolder.yaml's data module reading ``root``, ``args`` replacing node values."""
-    return build_data("data=imagefolder", f"data.root={root}", **args)
+    return build_data("data=imagefolder", root=str(root), **args)

@@ -13,7 +13,7 @@ def run(s: Setup, root: str, split: str = "train", num_workers: int = -1, decode
     """Training images/s reading ``root`` (a prepared store or a folder layout), ``split`` as the training split."""
     dm = build_data(
         "data=imagefolder",
-        f"data.root={root}",
+        root=root,
         train_split=split,
         val_split=split,
         test_split=split,

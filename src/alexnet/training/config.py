@@ -46,10 +46,13 @@ def build_model(*overrides: str, **args):
 
 
 def build_data(*overrides: str, **args):
-    """The data module ``python train.py OVERRIDES`` builds (``data.root=...`` among the overrides where
-    the node has none), for code outside a run; ``args`` replace node values."""
-    data = node("data", *overrides)
-    return get_class(data.pop("_target_"))(**{**data, **args})
+    """The data module ``python train.py OVERRIDES`` builds, for code outside a run; ``args`` replace
+    node values before interpolation (``root=...``: imagenet.yaml's ``store`` follows it)."""
+    cfg = compose_train(*overrides)
+    for name, value in args.items():
+        cfg.data[name] = value
+    data = as_dict(cfg, "data")
+    return get_class(data.pop("_target_"))(**data)
 
 
 def target(path: str, key: str):
