@@ -91,7 +91,7 @@ def constructor_params(factory) -> tuple[dict[str, Param], bool]:
                 required = p.default is inspect.Parameter.empty and forwarded_by_us
                 params[name] = Param(hints.get(name, Any), p.default, function, required)
         open_ended = any(p.kind == p.VAR_KEYWORD for p in signature.parameters.values())
-        forwarded_by_us = forwarded_by_us and function.__module__.startswith("alexnet.")
+        forwarded_by_us = forwarded_by_us and (getattr(function, "__module__", None) or "").startswith("alexnet.")
         if not open_ended:
             break
     return params, open_ended
