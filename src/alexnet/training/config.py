@@ -157,7 +157,10 @@ def targets(cfg: DictConfig) -> dict[str, tuple[Any, dict]]:
     for group in ("callbacks", "logger"):
         for name, sub in (cfg.get(group) or {}).items():
             if sub is not None:
-                args = as_dict(cfg[group], name)
+                try:
+                    args = as_dict(cfg[group], name)
+                except ConfigError as err:  # named under its group: callbacks.figures: ...
+                    raise ConfigError(f"{group}.{err}") from err.__cause__
                 nodes[f"{group}.{name}"] = (target(args.get("_target_", ""), f"{group}.{name}"), args)
     nodes["trainer"] = (L.Trainer, as_dict(cfg, "trainer"))
     return nodes
