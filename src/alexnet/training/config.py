@@ -6,7 +6,7 @@ signature is the schema this module checks every node against (unknown key, miss
 type -> one line ``config error: <key>: ...``). Value checks that a type cannot say
 (``dropout=1.5``, an even LRN size, ...) are the constructors' own, reported with the node's name.
 Code outside a run (tests, benchmarks, scripts) builds from the composed config too
-(``build_model``, ``build_data``, ``paper_optim``), never by repeating its values.
+(``node``, ``build_data``, ``paper_optim``), never by repeating its values.
 """
 
 import inspect
@@ -36,13 +36,6 @@ def node(key: str, *overrides: str) -> dict:
 def paper_optim() -> dict:
     """conf/train.yaml's ``optim`` node: section 5's SGD, for code that builds a LitAlexNet without a run."""
     return node("optim", "experiment=alexnet_paper")
-
-
-def build_model(*overrides: str, **args):
-    """The AlexNet ``python train.py OVERRIDES`` builds, for code outside a run; ``args`` replace node values."""
-    from alexnet.models import AlexNet
-
-    return AlexNet(**{**node("model", *overrides), **args})
 
 
 def build_data(*overrides: str, **args):
