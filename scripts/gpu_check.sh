@@ -21,12 +21,12 @@ $PY - <<'PY' 2>&1 | tee -a "$OUT/gpu_bench.txt"
 # fp32 versus the fast path on the GPU, same batch and weights
 import copy, torch
 from torch.nn import functional as F
-from alexnet.training.config import paper_optim
+from alexnet.training.config import node, paper_optim
 from alexnet.training.module import LitAlexNet
 from alexnet.callbacks import fast_path as speed
 torch.manual_seed(0)
-plain = LitAlexNet(dict(num_classes=1000, dropout=0.0), paper_optim()).cuda()
-fast = copy.deepcopy(plain); speed.apply(fast, True, True)
+plain = LitAlexNet(node("model", "experiment=alexnet_paper", "model.dropout=0.0"), paper_optim()).cuda()
+fast = copy.deepcopy(plain); speed.apply(fast, channels_last=True, compile=True)
 x = torch.randn(64, 3, 227, 227, device="cuda") * 60; y = torch.randint(0, 1000, (64,), device="cuda")
 def run(m, bf16):
     m.zero_grad()

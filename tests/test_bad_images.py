@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from builders import image_folder
 from conftest import ROOT, run_train
 
 from alexnet.data import ImageFolderDataModule, synthetic
@@ -46,7 +47,7 @@ def folder(root: Path, bad: dict[str, list[str]]) -> Path:
 
 def module(root: Path, **kw) -> ImageFolderDataModule:
     args = dict(root=str(root), resize=64, crop_size=56, batch_size=5, num_workers=0, stats_images=0, test_split="test")
-    return ImageFolderDataModule(**{**args, **kw})
+    return image_folder(**{**args, **kw})
 
 
 @pytest.mark.parametrize("kind", KINDS)

@@ -2,9 +2,9 @@
 
 import pytest
 import torch
+from builders import paper_net
 from torch import nn
 
-from alexnet.models import AlexNet
 from alexnet.models.columns import ColumnConv2d
 
 
@@ -26,9 +26,9 @@ def test_columns_give_one_convolutions_output_and_gradients(fmt):
 
 
 def test_alexnet_keeps_its_parameter_names_and_conv1_type():
-    net = AlexNet()
+    net = paper_net()
     assert isinstance(net.features.conv1, nn.Conv2d) and net.features.conv1.columns == 2
-    assert AlexNet(columns=1).features.conv1.columns == 1
+    assert paper_net(columns=1).features.conv1.columns == 1
     assert "features.conv1.weight" in net.state_dict() and net.features.conv1.weight.shape == (96, 3, 11, 11)
 
 

@@ -7,6 +7,7 @@ import sys
 from collections import Counter
 
 import pytest
+from builders import model_args
 from conftest import ROOT, run_train
 from lightning.pytorch.utilities.model_summary import get_human_readable_count
 
@@ -38,7 +39,7 @@ def test_train_prints_each_message_once_in_hydras_format_without_advertisements(
     # The summary's FLOPs: one 67-pixel image through the two-GPU net, not 0. Convolutions and fully
     # connected layers alone are 117.35 MFLOP (2 per multiply-add); the LRN adds its own share.
     # The net as the run above built it: the eager LRN (tests/conftest.py), whose band product counts.
-    flops = forward_flops(AlexNet(num_classes=10, crop_size=67, lrn_compiled=False), 67)
+    flops = forward_flops(AlexNet(**model_args("debug=fdr", lrn_compiled=False)), 67)
     assert flops[""] >= 117_352_512 and flops["features.conv1"] == 2 * 96 * 15 * 15 * 363
     shown = get_human_readable_count(flops[""])
     assert re.search(rf"│ net +│ AlexNet +│ 20\.2 M │ train │ {shown} │", console) and f"Total FLOPs: {shown}" in console

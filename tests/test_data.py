@@ -11,15 +11,17 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from builders import image_folder
 from PIL import Image
 
-from alexnet.data import ImageFolderDataModule, SyntheticDataModule, synthetic
+from alexnet.data import SyntheticDataModule, synthetic
 from alexnet.data.augment import IMAGENET_EIGVAL, IMAGENET_EIGVEC, BatchAugment, crop_offsets
 from alexnet.data.batches import FilledBatch, Ring, collate
 from alexnet.data.datasets import ImageRecords, SkipUnreadable
 from alexnet.data.decode import UnreadableImage, central_square, decode, decode_into
 from alexnet.data.records import Records
 from alexnet.data.unreadable import TooManyUnreadableImages, UnreadableCounter
+from alexnet.training.config import build_data
 
 
 @pytest.fixture(scope="module")
@@ -58,9 +60,8 @@ def test_synthetic_classes_differ_in_pixels_not_only_labels(tiny_synthetic):
 
 
 def datamodule(root, **kw):
-    args = dict(root=str(root), num_classes=10, resize=76, crop_size=67, batch_size=4, num_workers=0, stats_images=0)
-    args.update(kw)
-    return ImageFolderDataModule(**args)
+    args = dict(num_classes=10, resize=76, crop_size=67, batch_size=4, num_workers=0, stats_images=0)
+    return image_folder(root, **{**args, **kw})
 
 
 def test_class_index_is_sorted_folder_order_and_names_come_from_labels(tiny_synthetic):
@@ -97,13 +98,8 @@ def test_class_count_mismatch_is_a_clear_error(tiny_synthetic):
 
 
 def test_synthetic_datamodule_never_reads_an_ungenerated_folder(tmp_path):
-    dm = SyntheticDataModule(
-        train_per_class=1,
-        val_per_class=1,
-        image_size=76,
-        seed=0,
-        **{"root": str(tmp_path), "num_classes": 10, "resize": 76, "crop_size": 67, "num_workers": 0},
-    )
+    dm = build_data(root=str(tmp_path), train_per_class=1, val_per_class=1, num_workers=0)
+    assert isinstance(dm, SyntheticDataModule)
     with pytest.raises(FileNotFoundError, match="not generated"):
         dm.setup("fit")
     dm.prepare_data()
@@ -305,9 +301,7 @@ def test_decoding_on_the_batch_device_gives_the_loader_decoded_batches(tmp_path)
     prepare(tmp_path / "raw", tmp_path / "store", workers=1, resize=64)
     batches = {}
     for decode_on in ("loader", "device"):
-        dm = ImageFolderDataModule(
-            root=str(tmp_path / "store"), resize=64, crop_size=56, batch_size=8, num_workers=0, decode_on=decode_on
-        )
+        dm = image_folder(tmp_path / "store", resize=64, crop_size=56, batch_size=8, num_workers=0, decode_on=decode_on)
         dm.setup("fit")
         raw = next(iter(dm.val_dataloader()))
         if decode_on == "device":
@@ -320,7 +314,7 @@ def test_decoding_on_the_batch_device_gives_the_loader_decoded_batches(tmp_path)
 
 def test_decoding_on_the_device_needs_a_prepared_store(tmp_path):
     synthetic.generate(tmp_path / "raw", train_per_class=2, val_per_class=1, image_size=40, seed=0)
-    dm = ImageFolderDataModule(root=str(tmp_path / "raw"), resize=32, crop_size=28, num_workers=0, decode_on="device")
+    dm = image_folder(tmp_path / "raw", resize=32, crop_size=28, num_workers=0, decode_on="device")
     with pytest.raises(ValueError, match="data.decode_on=device decodes a prepared store"):
         dm.setup("fit")
 

@@ -8,13 +8,14 @@ from pathlib import Path
 import lightning as L
 import pytest
 import torch
+from builders import small_model
 from conftest import OPTIM, compose_train
 from torch.nn import functional as F
 
 from alexnet.callbacks import fast_path as speed
 from alexnet.training.module import LitAlexNet
 
-MODEL = dict(num_classes=10, crop_size=67, dropout=0.0)  # no dropout: both paths see the same network
+MODEL = small_model(dropout=0.0)  # no dropout: both paths see the same network
 
 
 def loss_and_grads(module: LitAlexNet, x: torch.Tensor, y: torch.Tensor, autocast: bool = False):

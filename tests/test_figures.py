@@ -5,6 +5,7 @@ import math
 
 import pytest
 import torch
+from builders import small_model
 from conftest import OPTIM, SHARED_DATA, compose_train, run_train
 from PIL import Image
 from test_wandb import records, wandb_env, wandb_files  # noqa: F401 (wandb_env: a fixture)
@@ -31,7 +32,7 @@ def trained_setup(tmp_path_factory):
     data.prepare_data()
     data.setup("fit")
     torch.manual_seed(0)
-    module = LitAlexNet(model={"num_classes": 10, "crop_size": 67}, optim=OPTIM).eval()
+    module = LitAlexNet(model=small_model(), optim=OPTIM).eval()
     return module, data
 
 
@@ -50,7 +51,7 @@ def test_conv1_grid_shows_both_columns_side_by_side(trained_setup):
     grid = figures.conv1_grid(module.net, rows=8, scale=1)
     # 96 kernels: two panels of 8 rows x 6 columns of 11x11 kernels with 1-pixel borders, 4 pixels apart.
     assert grid.size == (2 * (6 * 12 + 1) + 4, 8 * 12 + 1)
-    one_column = LitAlexNet(model={"num_classes": 10, "crop_size": 67, "columns": 1}, optim=OPTIM).net
+    one_column = LitAlexNet(model=small_model(columns=1), optim=OPTIM).net
     assert figures.conv1_grid(one_column, rows=8, scale=1).size == (6 * 12 + 1, 8 * 12 + 1)
 
 

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from builders import image_folder, small_model
 from conftest import OPTIM, SHARED_DATA, run_train
 
 from alexnet.data import ImageFolderDataModule
@@ -19,7 +20,7 @@ RESIZE, CROP = 76, 67
 def imagenette(tmp_path_factory) -> ImageFolderDataModule:
     if not SHARED_DATA.is_dir():  # conftest's shared_data, for a module-scoped fixture
         pytest.skip(f"real photos not available: {SHARED_DATA} is absent (it sits beside the project in CI)")
-    dm = ImageFolderDataModule(
+    dm = image_folder(
         root=str(SHARED_DATA / "imagenette-mini"),
         num_classes=10,
         cache_dir=str(tmp_path_factory.mktemp("cache")),
@@ -114,7 +115,7 @@ def test_ten_crop_prediction_averages_the_softmax_of_the_ten_views(imagenette, p
     from alexnet.training.module import LitAlexNet
 
     torch.manual_seed(0)
-    module = LitAlexNet(model={"num_classes": 10, "crop_size": CROP}, optim=OPTIM).eval()
+    module = LitAlexNet(model=small_model(num_classes=10, crop_size=CROP), optim=OPTIM).eval()
     ten = imagenette.augment.eval_batch(photos[:4], crops=10)
     with torch.no_grad():
         expected = torch.softmax(module.net(ten.flatten(0, 1)), 1).view(4, 10, 10).mean(1)
@@ -136,9 +137,7 @@ def raw_folder(root: Path, per_class: int, bad_split: str | None) -> Path:
 
 def test_an_unreadable_validation_image_stops_the_run_naming_the_file(imagenette, tmp_path):
     root = raw_folder(tmp_path / "data", per_class=2, bad_split="val")
-    dm = ImageFolderDataModule(
-        root=str(root), num_classes=10, resize=RESIZE, crop_size=CROP, num_workers=0, batch_size=64, stats_images=0
-    )
+    dm = image_folder(root=str(root), num_classes=10, resize=RESIZE, crop_size=CROP, num_workers=0, batch_size=64, stats_images=0)
     dm.setup("fit")
     with pytest.raises(UnreadableImage, match="truncated.JPEG"):
         next(iter(dm.val_dataloader()))

@@ -6,8 +6,11 @@ import sys
 
 import pytest
 import torch
+from builders import lrn, lrn_args
 
-from alexnet.models import LocalResponseNorm
+# Section 3.3's constants, as conf/model/alexnet.yaml holds them.
+P = lrn_args()
+N, ALPHA, BETA, K = P["size"], P["alpha"], P["beta"], P["k"]
 
 
 def naive_lrn(a: torch.Tensor, n: int, alpha: float, beta: float, k: float) -> torch.Tensor:
@@ -21,6 +24,10 @@ def naive_lrn(a: torch.Tensor, n: int, alpha: float, beta: float, k: float) -> t
     return b
 
 
+# The sum's coefficient in each reading of alpha: as printed, and cuda-convnet's alpha / n.
+SCALE = {"printed": ALPHA, "cuda_convnet": ALPHA / N}
+
+
 @pytest.fixture
 def activations():
     torch.manual_seed(0)
@@ -28,50 +35,48 @@ def activations():
 
 
 def test_printed_convention_is_the_printed_formula(activations):
-    lrn = LocalResponseNorm(5, alpha=1e-4, beta=0.75, k=2.0, convention="printed")
-    torch.testing.assert_close(lrn(activations), naive_lrn(activations, 5, 1e-4, 0.75, 2.0))
+    norm = lrn(convention="printed")
+    torch.testing.assert_close(norm(activations), naive_lrn(activations, N, ALPHA, BETA, K))
 
 
 def test_cuda_convnet_convention_divides_alpha_by_n(activations):
-    lrn = LocalResponseNorm(5, alpha=1e-4, beta=0.75, k=2.0, convention="cuda_convnet")
-    torch.testing.assert_close(lrn(activations), naive_lrn(activations, 5, 1e-4 / 5, 0.75, 2.0))
-    torch.testing.assert_close(lrn(activations), torch.nn.LocalResponseNorm(5, alpha=1e-4, beta=0.75, k=2.0)(activations))
+    norm = lrn(convention="cuda_convnet")
+    torch.testing.assert_close(norm(activations), naive_lrn(activations, N, ALPHA / N, BETA, K))
+    torch.testing.assert_close(norm(activations), torch.nn.LocalResponseNorm(N, alpha=ALPHA, beta=BETA, k=K)(activations))
 
 
 def test_the_two_conventions_differ(activations):
-    printed = LocalResponseNorm(convention="printed")(activations)
-    convnet = LocalResponseNorm(convention="cuda_convnet")(activations)
+    printed = lrn(convention="printed")(activations)
+    convnet = lrn(convention="cuda_convnet")(activations)
     assert (printed - convnet).abs().max() > 1e-2
 
 
 @pytest.mark.parametrize("n", [3, 7])
 def test_other_window_sizes(activations, n):
-    lrn = LocalResponseNorm(n, alpha=2e-4, beta=0.5, k=1.0, convention="printed")
-    torch.testing.assert_close(lrn(activations), naive_lrn(activations, n, 2e-4, 0.5, 1.0))
+    norm = lrn(size=n, alpha=2e-4, beta=0.5, k=1.0, convention="printed")
+    torch.testing.assert_close(norm(activations), naive_lrn(activations, n, 2e-4, 0.5, 1.0))
 
 
 def test_even_size_is_rejected():
     with pytest.raises(ValueError, match="odd"):
-        LocalResponseNorm(4)
+        lrn(size=4)
 
 
 @pytest.mark.parametrize("convention", ["printed", "cuda_convnet"])
 def test_channels_last_path_matches_the_formula(activations, convention):
-    lrn = LocalResponseNorm(5, convention=convention)
+    norm = lrn(convention=convention)
     x = activations.contiguous(memory_format=torch.channels_last)
-    alpha = 1e-4 if convention == "printed" else 1e-4 / 5
-    torch.testing.assert_close(lrn(x), naive_lrn(activations, 5, alpha, 0.75, 2.0))
+    torch.testing.assert_close(norm(x), naive_lrn(activations, N, SCALE[convention], BETA, K))
     x.requires_grad_(True)
-    lrn(x).sum().backward()
+    norm(x).sum().backward()
     ref = activations.clone().requires_grad_(True)
-    naive_lrn(ref, 5, alpha, 0.75, 2.0).sum().backward()
+    naive_lrn(ref, N, SCALE[convention], BETA, K).sum().backward()
     torch.testing.assert_close(x.grad, ref.grad)
 
 
 # The hand-written forward and backward (LRNFunction) against autograd through the naive loop.
 
 FORMATS = {"contiguous": torch.contiguous_format, "channels_last": torch.channels_last}
-ALPHA = {"printed": 1e-4, "cuda_convnet": 1e-4 / 5}
 
 
 def outputs_and_grads(fn, a: torch.Tensor, g: torch.Tensor):
@@ -87,12 +92,12 @@ KERNELS = {"compiled": True, "eager": False}
 
 @pytest.mark.parametrize("kernel", KERNELS)
 @pytest.mark.parametrize("fmt", FORMATS)
-@pytest.mark.parametrize("convention", ALPHA)
+@pytest.mark.parametrize("convention", SCALE)
 def test_outputs_and_gradients_match_the_formula(activations, convention, fmt, kernel):
     a = activations.contiguous(memory_format=FORMATS[fmt])
     g = torch.randn_like(a)
-    out, grad = outputs_and_grads(LocalResponseNorm(5, convention=convention, compiled=KERNELS[kernel]), a, g)
-    ref_out, ref_grad = outputs_and_grads(lambda x: naive_lrn(x, 5, ALPHA[convention], 0.75, 2.0), activations, g)
+    out, grad = outputs_and_grads(lrn(convention=convention, compiled=KERNELS[kernel]), a, g)
+    ref_out, ref_grad = outputs_and_grads(lambda x: naive_lrn(x, N, SCALE[convention], BETA, K), activations, g)
     torch.testing.assert_close(out, ref_out)
     torch.testing.assert_close(grad, ref_grad)
     assert out.is_contiguous(memory_format=FORMATS[fmt]) and grad.is_contiguous(memory_format=FORMATS[fmt])
@@ -100,13 +105,13 @@ def test_outputs_and_gradients_match_the_formula(activations, convention, fmt, k
 
 @pytest.mark.parametrize("kernel", KERNELS)
 @pytest.mark.parametrize("fmt", FORMATS)
-@pytest.mark.parametrize("convention", ALPHA)
+@pytest.mark.parametrize("convention", SCALE)
 def test_gradcheck(convention, fmt, kernel):
     torch.manual_seed(1)
     # alpha and inputs large enough that the normalisation term dominates the Jacobian.
     a = (torch.rand(2, 7, 3, 3, dtype=torch.float64) * 10).contiguous(memory_format=FORMATS[fmt]).requires_grad_(True)
-    lrn = LocalResponseNorm(5, alpha=1.0, beta=0.75, k=1.0, convention=convention, compiled=KERNELS[kernel])
-    assert torch.autograd.gradcheck(lrn, (a,))
+    norm = lrn(alpha=1.0, k=1.0, convention=convention, compiled=KERNELS[kernel])
+    assert torch.autograd.gradcheck(norm, (a,))
 
 
 @pytest.mark.parametrize("kernel", KERNELS)
@@ -117,8 +122,8 @@ def test_window_sizes_and_fewer_channels_than_n(fmt, n, channels, kernel):
     torch.manual_seed(2)
     a = (torch.rand(2, channels, 4, 4, dtype=torch.float64) * 60).contiguous(memory_format=FORMATS[fmt])
     g = torch.randn_like(a)
-    lrn = LocalResponseNorm(n, alpha=2e-4, beta=0.5, k=1.0, convention="printed", compiled=KERNELS[kernel])
-    out, grad = outputs_and_grads(lrn, a, g)
+    norm = lrn(size=n, alpha=2e-4, beta=0.5, k=1.0, convention="printed", compiled=KERNELS[kernel])
+    out, grad = outputs_and_grads(norm, a, g)
     ref_out, ref_grad = outputs_and_grads(lambda x: naive_lrn(x, n, 2e-4, 0.5, 1.0), a, g)
     torch.testing.assert_close(out, ref_out)
     torch.testing.assert_close(grad, ref_grad)
@@ -127,7 +132,7 @@ def test_window_sizes_and_fewer_channels_than_n(fmt, n, channels, kernel):
 def test_second_backward_with_retained_graph_gives_the_same_gradient(activations):
     """Without retain_graph the backward reuses the saved buffers; with it, they must survive."""
     a = activations.clone().requires_grad_(True)
-    out = LocalResponseNorm()(a)
+    out = lrn()(a)
     g = torch.randn_like(out)
     (first,) = torch.autograd.grad(out, a, g, retain_graph=True)
     (second,) = torch.autograd.grad(out, a, g)
@@ -137,12 +142,12 @@ def test_second_backward_with_retained_graph_gives_the_same_gradient(activations
 @pytest.mark.parametrize("shape", [(2, 12), (2, 12, 25), (2, 12, 5, 5)])
 def test_no_grad_and_other_ranks(activations, shape):
     """Dim 1 is the channel axis at any rank, as in torch.nn.LocalResponseNorm."""
-    lrn = LocalResponseNorm(convention="printed")
+    norm = lrn(convention="printed")
     a = activations[..., :1, :1].reshape(2, 12) if len(shape) == 2 else activations.reshape(shape)
     with torch.no_grad():
-        torch.testing.assert_close(lrn(a), naive_lrn(a, 5, 1e-4, 0.75, 2.0))
+        torch.testing.assert_close(norm(a), naive_lrn(a, N, ALPHA, BETA, K))
     g = torch.randn_like(a)
-    torch.testing.assert_close(outputs_and_grads(lrn, a, g), outputs_and_grads(lambda x: naive_lrn(x, 5, 1e-4, 0.75, 2.0), a, g))
+    torch.testing.assert_close(outputs_and_grads(norm, a, g), outputs_and_grads(lambda x: naive_lrn(x, N, ALPHA, BETA, K), a, g))
 
 
 @pytest.mark.parametrize("kernel", KERNELS)
@@ -151,15 +156,15 @@ def test_float32_matches_torch_at_conv1_scale(kernel):
     torch.manual_seed(3)
     a = (torch.rand(2, 96, 27, 27) * 30).requires_grad_(True)
     g = torch.randn(2, 96, 27, 27)
-    out, grad = outputs_and_grads(LocalResponseNorm(compiled=KERNELS[kernel]), a, g)
-    ref_out, ref_grad = outputs_and_grads(torch.nn.LocalResponseNorm(5, alpha=1e-4, beta=0.75, k=2.0), a, g)
+    out, grad = outputs_and_grads(lrn(convention="cuda_convnet", compiled=KERNELS[kernel]), a, g)
+    ref_out, ref_grad = outputs_and_grads(torch.nn.LocalResponseNorm(N, alpha=ALPHA, beta=BETA, k=K), a, g)
     torch.testing.assert_close(out, ref_out)
     torch.testing.assert_close(grad, ref_grad)
 
 
 def compiled_equals_eager(backend: str):
     torch.manual_seed(4)
-    net = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3), torch.nn.ReLU(), LocalResponseNorm(), torch.nn.MaxPool2d(2)).double()
+    net = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3), torch.nn.ReLU(), lrn(), torch.nn.MaxPool2d(2)).double()
     x = torch.randn(2, 3, 10, 10, dtype=torch.float64)
     out = torch.compile(net, backend=backend, fullgraph=True)(x)  # fullgraph: LRN must not break the graph
     out.square().sum().backward()
@@ -186,7 +191,8 @@ def test_inductor_compiled_forward_and_backward_equal_eager():
 
 def test_a_failed_kernel_build_names_the_switch(tmp_path):
     """No working C++ compiler (CXX names none) and an empty kernel cache: the error names the key."""
-    code = "import torch; from alexnet.models import LocalResponseNorm; LocalResponseNorm()(torch.rand(2, 8, 3, 3))"
+    args = lrn_args(compiled=True)
+    code = f"import torch; from alexnet.models import LocalResponseNorm; LocalResponseNorm(**{args!r})(torch.rand(2, 8, 3, 3))"
     env = {**os.environ, "CXX": str(tmp_path / "no-such-c++"), "TORCHINDUCTOR_CACHE_DIR": str(tmp_path / "cache")}
     proc = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode != 0 and "model.lrn_compiled=false" in proc.stderr, proc.stderr[-3000:]

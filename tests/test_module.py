@@ -2,12 +2,13 @@
 
 import pytest
 import torch
+from builders import small_model
 from conftest import OPTIM
 from torch.nn import functional as F
 
 from alexnet.training.module import LitAlexNet, TopKError, load_module
 
-SMALL = dict(num_classes=10, crop_size=67)
+SMALL = small_model()
 
 
 def test_sgd_is_the_papers():

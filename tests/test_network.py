@@ -2,6 +2,7 @@
 
 import pytest
 import torch
+from builders import paper_net
 from torch import nn
 
 from alexnet.models import AlexNet, LocalResponseNorm
@@ -12,15 +13,15 @@ def n_params(model: nn.Module) -> int:
 
 
 def test_two_gpu_net_has_the_papers_parameter_count():
-    assert n_params(AlexNet()) == 60_965_224
+    assert n_params(paper_net()) == 60_965_224
 
 
 def test_one_gpu_net_has_the_papers_parameter_count():
-    assert n_params(AlexNet(columns=1)) == 59_798_312
+    assert n_params(paper_net(columns=1)) == 59_798_312
 
 
 def test_layer_shapes_at_227():
-    net = AlexNet().eval()
+    net = paper_net().eval()
     x = torch.randn(2, 3, 227, 227)
     shapes = {}
     for name, layer in net.features.named_children():
@@ -38,10 +39,10 @@ def test_layer_shapes_at_227():
 
 
 def test_groups_follow_the_two_gpu_connectivity():
-    f = AlexNet().features
+    f = paper_net().features
     assert [f.conv1.groups, f.conv2.groups, f.conv3.groups, f.conv4.groups, f.conv5.groups] == [1, 2, 1, 2, 2]
     assert f.conv2.weight.shape[1] == 48 and f.conv4.weight.shape[1] == 192  # 5x5x48, 3x3x192 kernels
-    f1 = AlexNet(columns=1).features
+    f1 = paper_net(columns=1).features
     assert [
         f1.conv1.out_channels,
         f1.conv2.out_channels,
@@ -76,31 +77,31 @@ def test_forward_cost_matches_the_paper():
         net.eval()(torch.zeros(1, 3, 227, 227))
         return total / 1e9
 
-    assert macs(AlexNet()) == pytest.approx(0.724, abs=0.002)
-    assert macs(AlexNet(columns=1)) == pytest.approx(0.392, abs=0.002)
+    assert macs(paper_net()) == pytest.approx(0.724, abs=0.002)
+    assert macs(paper_net(columns=1)) == pytest.approx(0.392, abs=0.002)
 
 
 @pytest.mark.parametrize("crop, side", [(67, 1), (99, 2), (131, 3), (195, 5), (227, 6)])
 def test_fc6_input_follows_the_crop_size(crop, side):
-    net = AlexNet(num_classes=10, crop_size=crop)
+    net = paper_net(num_classes=10, crop_size=crop)
     assert net.feature_size == side
     assert net.classifier.fc6.in_features == 256 * side * side
     assert net(torch.randn(2, 3, crop, crop)).shape == (2, 10)
 
 
 def test_224_crops_need_conv1_padding_2_for_the_papers_sizes():
-    assert AlexNet(crop_size=224, conv1_padding=2).feature_size == 6
-    assert AlexNet(crop_size=224).feature_size == 5  # not silently changed
+    assert paper_net(crop_size=224, conv1_padding=2).feature_size == 6
+    assert paper_net(crop_size=224).feature_size == 5  # not silently changed
 
 
 def test_too_small_crop_is_a_clear_error():
     with pytest.raises(ValueError, match="crop_size=63 is too small"):
-        AlexNet(crop_size=63)
+        paper_net(crop_size=63)
 
 
 def test_initialisation_is_the_papers():
     torch.manual_seed(0)
-    net = AlexNet()
+    net = paper_net()
     layers = {name.split(".")[-1]: m for name, m in net.named_modules() if isinstance(m, (nn.Conv2d, nn.Linear))}
     assert list(layers) == ["conv1", "conv2", "conv3", "conv4", "conv5", "fc6", "fc7", "fc8"]
     for name, m in layers.items():
@@ -112,21 +113,21 @@ def test_initialisation_is_the_papers():
 
 
 def test_lrn_ablation_removes_both_lrn_layers():
-    assert sum(isinstance(m, LocalResponseNorm) for m in AlexNet().modules()) == 2
-    assert sum(isinstance(m, LocalResponseNorm) for m in AlexNet(lrn=False).modules()) == 0
-    assert n_params(AlexNet(lrn=False)) == 60_965_224  # LRN has no parameters
+    assert sum(isinstance(m, LocalResponseNorm) for m in paper_net().modules()) == 2
+    assert sum(isinstance(m, LocalResponseNorm) for m in paper_net(lrn=False).modules()) == 0
+    assert n_params(paper_net(lrn=False)) == 60_965_224  # LRN has no parameters
 
 
 def test_lrn_sits_after_relu_of_conv1_and_conv2():
-    names = [n for n, _ in AlexNet().features.named_children()]
+    names = [n for n, _ in paper_net().features.named_children()]
     assert names[:8] == ["conv1", "act1", "norm1", "pool1", "conv2", "act2", "norm2", "pool2"]
 
 
 def test_overlap_pool_ablation_uses_2x2_windows_with_the_same_output_size():
-    pools = [m for m in AlexNet(overlap_pool=False).modules() if isinstance(m, nn.MaxPool2d)]
+    pools = [m for m in paper_net(overlap_pool=False).modules() if isinstance(m, nn.MaxPool2d)]
     assert [(p.kernel_size, p.stride) for p in pools] == [(2, 2)] * 3
-    assert [(p.kernel_size, p.stride) for p in AlexNet().modules() if isinstance(p, nn.MaxPool2d)] == [(3, 2)] * 3
-    assert AlexNet(overlap_pool=False).feature_size == 6
+    assert [(p.kernel_size, p.stride) for p in paper_net().modules() if isinstance(p, nn.MaxPool2d)] == [(3, 2)] * 3
+    assert paper_net(overlap_pool=False).feature_size == 6
 
 
 def inputs_of(net: AlexNet, layers: tuple[str, ...], x: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -147,7 +148,7 @@ def test_dropout_drops_the_outputs_of_fc6_and_fc7(kwargs):
     # does not (torchvision's order drops fc6's input and leaves fc8's alone). The ReLUs are
     # swapped for tanh so that zeros can only come from dropout.
     torch.manual_seed(0)
-    net = AlexNet(num_classes=10, crop_size=67, activation="tanh", **kwargs).train()
+    net = paper_net(num_classes=10, crop_size=67, activation="tanh", **kwargs).train()
     with torch.no_grad():
         seen = inputs_of(net, ("fc6", "fc7", "fc8"), torch.randn(4, 3, 67, 67))
     zeros = {name: (x == 0).float().mean().item() for name, x in seen.items()}
@@ -157,13 +158,13 @@ def test_dropout_drops_the_outputs_of_fc6_and_fc7(kwargs):
     net.eval()
     with torch.no_grad():
         assert all((x != 0).all() for x in inputs_of(net, ("fc7", "fc8"), torch.randn(4, 3, 67, 67)).values())
-    assert [d.p for d in AlexNet(dropout=0.0).modules() if isinstance(d, nn.Dropout)] == [0.0, 0.0]
+    assert [d.p for d in paper_net(dropout=0.0).modules() if isinstance(d, nn.Dropout)] == [0.0, 0.0]
 
 
 def test_caffe_init_is_bvlc_alexnets():
     torch.manual_seed(0)
     layers = {
-        name.split(".")[-1]: m for name, m in AlexNet(init="caffe").named_modules() if isinstance(m, (nn.Conv2d, nn.Linear))
+        name.split(".")[-1]: m for name, m in paper_net(init="caffe").named_modules() if isinstance(m, (nn.Conv2d, nn.Linear))
     }
     for name, m in layers.items():
         expected_std = 0.005 if name in {"fc6", "fc7"} else 0.01
@@ -172,13 +173,13 @@ def test_caffe_init_is_bvlc_alexnets():
 
 
 def test_tanh_replaces_every_relu():
-    net = AlexNet(activation="tanh")
+    net = paper_net(activation="tanh")
     assert not any(isinstance(m, nn.ReLU) for m in net.modules())
     assert sum(isinstance(m, nn.Tanh) for m in net.modules()) == 7
 
 
 def test_extra_conv_adds_a_sixth_conv_layer_over_the_last_pooling_layer():
-    net = AlexNet(extra_conv=True)
+    net = paper_net(extra_conv=True)
     names = [n for n, _ in net.features.named_children()]
     assert names[-3:] == ["pool5", "conv6", "act6"]
     assert net.classifier.fc6.in_features == 9216
@@ -198,4 +199,4 @@ def test_extra_conv_adds_a_sixth_conv_layer_over_the_last_pooling_layer():
 )
 def test_bad_arguments_are_rejected(kwargs, message):
     with pytest.raises(ValueError, match=message):
-        AlexNet(**kwargs)
+        paper_net(**kwargs)

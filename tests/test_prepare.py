@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 import torch
 import webdataset as wds
+from builders import image_folder
 from conftest import ROOT
 from test_ilsvrc import build_archives, sample_photos, shared_photos  # noqa: F401 - a fixture
 
@@ -159,15 +160,15 @@ def test_training_reads_the_store_when_it_exists_else_the_raw_layout(prepared, t
         pca_lighting=False,
     )
     with caplog.at_level("WARNING"):
-        dm = ImageFolderDataModule(store=str(prepared["out"]), **common)
+        dm = image_folder(store=str(prepared["out"]), **common)
         dm.setup("fit")
     assert dm.source.kind == "store" and len(dm.datasets["val"]) == 99
     assert "1 'val' images were unreadable at prepare time" in caplog.text  # said, not silent
-    raw = ImageFolderDataModule(store=str(tmp_path / "no-store-here"), **common)
+    raw = image_folder(store=str(tmp_path / "no-store-here"), **common)
     raw.setup("fit")
     assert raw.source.kind == "archives" and len(raw.datasets["val"]) == 100
     with pytest.raises(ValueError, match="data.resize is 128 but the store .* holds 256px images"):
-        ImageFolderDataModule(**{**common, "resize": 128, "crop_size": 112}, store=str(prepared["out"])).setup("fit")
+        image_folder(**{**common, "resize": 128, "crop_size": 112}, store=str(prepared["out"])).setup("fit")
 
 
 @pytest.fixture(scope="module")
@@ -183,7 +184,7 @@ def small_store(tmp_path_factory):
 
 
 def store_module(root: Path, store: Path | None) -> ImageFolderDataModule:
-    return ImageFolderDataModule(
+    return image_folder(
         root=str(root),
         store=str(store) if store else None,
         resize=64,

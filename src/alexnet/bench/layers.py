@@ -15,7 +15,7 @@ import torch
 from torch import nn
 from torch.profiler import ProfilerActivity, record_function
 
-from alexnet.bench.model import Setup, sync
+from alexnet.bench.model import Setup, paper_model, sync
 from alexnet.bench.rounds import BareLoop
 from alexnet.models import AlexNet, LocalResponseNorm
 
@@ -126,7 +126,7 @@ def profile(s: Setup) -> list[dict]:
     """Per-part times of ``s.timed_steps`` bare-loop steps after ``s.warmup`` ones (eager: no torch.compile)."""
     s = replace(s, compile=False)
     torch.manual_seed(0)
-    loop = BareLoop(AlexNet(num_classes=1000, crop_size=s.crop, lrn_compiled=s.lrn_compiled), s)
+    loop = BareLoop(AlexNet(**paper_model(s)), s)
     hook_layers(loop.net)
     for _ in range(s.warmup):
         loop.step()

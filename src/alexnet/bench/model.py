@@ -30,7 +30,7 @@ import alexnet
 from alexnet.callbacks.fast_path import apply as apply_fast_path
 from alexnet.data.augment import IMAGENET_EIGVAL, IMAGENET_EIGVEC, BatchAugment
 from alexnet.models import AlexNet
-from alexnet.training.config import paper_optim
+from alexnet.training.config import node, paper_optim
 from alexnet.training.module import LitAlexNet
 
 
@@ -124,9 +124,14 @@ class StepTimer(L.Callback):
             self.end = time.perf_counter()
 
 
+def paper_model(s: Setup) -> dict:
+    """The paper's model node (1000 classes, conf/model/alexnet.yaml) at the benchmark's crop and LRN kernel."""
+    return node("model", "experiment=alexnet_paper", f"model.crop_size={s.crop}", f"model.lrn_compiled={s.lrn_compiled}")
+
+
 def lit_module(s: Setup) -> LitAlexNet:
     """LitAlexNet as training runs it (metrics and logging on)."""
-    module = LitAlexNet(dict(num_classes=1000, crop_size=s.crop, lrn_compiled=s.lrn_compiled), paper_optim())
+    module = LitAlexNet(paper_model(s), paper_optim())
     apply_fast_path(module, s.channels_last, s.compile)
     return module
 
@@ -204,12 +209,12 @@ def run(s: Setup) -> list[dict]:
     module = lit_module(s)
     torch.manual_seed(0)
     loops = {
-        "bare": BareLoop(AlexNet(num_classes=1000, crop_size=s.crop, lrn_compiled=s.lrn_compiled), s),
+        "bare": BareLoop(AlexNet(**paper_model(s)), s),
         "torchvision": BareLoop(torchvision.models.alexnet(num_classes=1000), s),  # its adaptive pool takes any crop
     }
     seconds = alternate(s, module, loops)
     # Forward + backward ~ 3x the forward multiply-accumulates, 2 FLOPs each.
-    flops = 6 * forward_gmacs(AlexNet(crop_size=s.crop), s.crop) * 1e9
+    flops = 6 * forward_gmacs(AlexNet(**paper_model(s)), s.crop) * 1e9
     rows = []
     for key, name in [
         ("lightning", "LightningModule train step"),

@@ -1,7 +1,7 @@
 """The model-step switches that Lightning's Trainer does not own: channels-last and torch.compile.
 
-They sit in the ``trainer`` config group beside ``precision`` (``trainer=gpu`` turns all three on)
-and are applied by this callback when the run is set up.
+Their node is ``callbacks.fast_path`` (off by default); ``trainer=gpu`` turns them on together with
+``precision: bf16-mixed``. This callback applies them when the run is set up.
 """
 
 import logging
@@ -13,7 +13,7 @@ log = logging.getLogger(__name__)
 
 
 class FastPath(L.Callback):
-    def __init__(self, channels_last: bool = False, compile: bool = False):
+    def __init__(self, *, channels_last: bool, compile: bool):
         self.channels_last, self.compile = channels_last, compile
 
     def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:

@@ -176,7 +176,7 @@ class Figures(L.Callback):
     the loggers: TensorBoard's finalize closes its event file, and images logged after it went into
     a new event file that was never closed, which TensorBoard's reader did not see."""
 
-    def __init__(self, dirpath: str, enabled: bool = True, after_test: bool = True, max_train: int = 20000):
+    def __init__(self, *, dirpath: str, enabled: bool, after_test: bool, max_train: int):
         self.dirpath, self.enabled, self.after_test, self.max_train = Path(dirpath), enabled, after_test, max_train
         self.paths: list[Path] | None = None  # None: not drawn (disabled, a fast_dev_run, another rank)
 

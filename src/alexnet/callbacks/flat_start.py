@@ -30,7 +30,7 @@ class FlatStart(Callback):
     (nats) of ln(num_classes). Like FiniteLoss, a device-side flag collects each step's verdict and
     is read only every ``every_n_steps`` steps (a read is a host sync on a GPU)."""
 
-    def __init__(self, patience_steps: int = 500, margin: float = 0.05, every_n_steps: int = 20, stop: bool = False):
+    def __init__(self, *, patience_steps: int, margin: float, every_n_steps: int, stop: bool):
         if patience_steps < 1 or every_n_steps < 1:
             raise ValueError(f"patience_steps and every_n_steps must be >= 1, got {patience_steps}, {every_n_steps}")
         if margin <= 0:

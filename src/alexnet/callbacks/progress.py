@@ -11,7 +11,7 @@ from lightning.pytorch.callbacks import RichProgressBar
 
 
 class ProgressBar(RichProgressBar):
-    def __init__(self, step_metrics: tuple[str, ...] = ("train/loss",), metrics_every_n_steps: int = 20, **kwargs):
+    def __init__(self, *, step_metrics: list[str], metrics_every_n_steps: int, **kwargs):
         super().__init__(**kwargs)
         if metrics_every_n_steps < 1:
             raise ValueError(f"metrics_every_n_steps must be >= 1, got {metrics_every_n_steps}")

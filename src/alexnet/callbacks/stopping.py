@@ -36,7 +36,7 @@ class GracefulStop(Callback):
     atomic (``alexnet.checkpointing.io.AtomicCheckpointIO``), so the previous checkpoint survives it.
     """
 
-    def __init__(self, every_n_steps: int = 20) -> None:
+    def __init__(self, *, every_n_steps: int) -> None:
         if every_n_steps < 1:
             raise ValueError(f"every_n_steps must be >= 1, got {every_n_steps}")
         self.every_n_steps = every_n_steps
@@ -128,7 +128,7 @@ class FiniteLoss(Callback):
     waiting in the gradient all-reduce).
     """
 
-    def __init__(self, every_n_steps: int = 20) -> None:
+    def __init__(self, *, every_n_steps: int) -> None:
         if every_n_steps < 1:
             raise ValueError(f"every_n_steps must be >= 1, got {every_n_steps}")
         self.every_n_steps = every_n_steps

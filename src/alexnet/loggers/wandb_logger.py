@@ -61,16 +61,17 @@ def config_error(message: str):
 
 
 def wandb_logger(
-    mode: str = "auto",
-    project: str = "alexnet",
-    entity=None,
-    name=None,
-    group=None,
-    job_type=None,
-    tags=(),
-    log_model=False,
-    save_dir: str = ".",
-    ckpt_path=None,
+    *,
+    mode: str,
+    project: str,
+    entity: str | None,
+    name: str | None,
+    group: str | None,
+    job_type: str | None,
+    tags: list[str],
+    log_model: bool,
+    save_dir: str,
+    ckpt_path: str | None,
     **kwargs,
 ) -> WandbLogger:
     """The `logger.wandb` node: a WandbLogger with mode, name, group and resume id filled in."""

@@ -38,24 +38,27 @@ def conv_out(size: int, kernel: int, stride: int = 1, padding: int = 0) -> int:
 
 
 class AlexNet(nn.Module):
+    # Every argument is required: conf/model/alexnet.yaml holds the values (the paper's, with
+    # its words beside them); this signature is the schema training/config.py checks it against.
     def __init__(
         self,
-        num_classes: int = 1000,
-        columns: int = 2,
-        crop_size: int = 227,
-        conv1_padding: int = 0,
-        lrn: bool = True,
-        lrn_size: int = 5,
-        lrn_alpha: float = 1e-4,
-        lrn_beta: float = 0.75,
-        lrn_k: float = 2.0,
-        lrn_convention: LRNConvention = "cuda_convnet",
-        lrn_compiled: bool = True,
-        overlap_pool: bool = True,
-        dropout: float = 0.5,
-        activation: Activation = "relu",
-        extra_conv: bool = False,
-        init: Init = "paper",
+        *,
+        num_classes: int,
+        columns: int,
+        crop_size: int,
+        conv1_padding: int,
+        lrn: bool,
+        lrn_size: int,
+        lrn_alpha: float,
+        lrn_beta: float,
+        lrn_k: float,
+        lrn_convention: LRNConvention,
+        lrn_compiled: bool,
+        overlap_pool: bool,
+        dropout: float,
+        activation: Activation,
+        extra_conv: bool,
+        init: Init,
     ):
         super().__init__()
         if columns not in KERNELS:
@@ -77,7 +80,9 @@ class AlexNet(nn.Module):
         def norm() -> nn.Module:
             if not lrn:
                 return nn.Identity()
-            return LocalResponseNorm(lrn_size, lrn_alpha, lrn_beta, lrn_k, lrn_convention, compiled=lrn_compiled)
+            return LocalResponseNorm(
+                size=lrn_size, alpha=lrn_alpha, beta=lrn_beta, k=lrn_k, convention=lrn_convention, compiled=lrn_compiled
+            )
 
         layers: list[tuple[str, nn.Module]] = [
             # One convolution per GPU column on a CPU (alexnet.models.columns: measured faster).

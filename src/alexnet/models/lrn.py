@@ -4,9 +4,10 @@
 
 The paper prints the formula with a bare ``alpha``. The code that produced its numbers
 (cuda-convnet, whose layer parser does ``scale /= size``), Caffe and ``torch.nn.LocalResponseNorm``
-all divide ``alpha`` by ``n``. Both readings are offered and named:
+all divide ``alpha`` by ``n``. Both readings are offered and named (the constants n, alpha, beta,
+k and the convention are conf/model/alexnet.yaml's ``lrn_*`` keys, their one home):
 
-- ``convention="cuda_convnet"`` (default): ``alpha / n`` multiplies the sum, i.e. what the paper's
+- ``convention="cuda_convnet"``: ``alpha / n`` multiplies the sum, i.e. what the paper's
   own code computed with ``alpha=1e-4``.
 - ``convention="printed"``: ``alpha`` multiplies the sum, exactly as printed.
 
@@ -173,12 +174,13 @@ class LRNFunction(torch.autograd.Function):
 class LocalResponseNorm(nn.Module):
     def __init__(
         self,
-        size: int = 5,
-        alpha: float = 1e-4,
-        beta: float = 0.75,
-        k: float = 2.0,
-        convention: LRNConvention = "cuda_convnet",
-        compiled: bool = True,
+        *,
+        size: int,
+        alpha: float,
+        beta: float,
+        k: float,
+        convention: LRNConvention,
+        compiled: bool,
     ):
         super().__init__()
         if size < 1 or size % 2 == 0:

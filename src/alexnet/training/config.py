@@ -1,9 +1,12 @@
-"""Validation of the composed Hydra config, before any work starts.
+"""Validation of the composed Hydra config, before any work starts, and the config's builders.
 
-Each config node mirrors a constructor one to one, so the constructor's signature is the
-schema: unknown keys, missing keys and wrong types are caught here with the key's full
-name; value checks (``dropout=1.5``, an even LRN size, ...) are the constructors' own,
-reported with the node's name.
+YAML owns every default and constructors take required keyword-only arguments: the YAML files
+are the menu a user reads, with the paper's words beside each value, and the constructor's typed
+signature is the schema this module checks every node against (unknown key, missing key, wrong
+type -> one line ``config error: <key>: ...``). Value checks that a type cannot say
+(``dropout=1.5``, an even LRN size, ...) are the constructors' own, reported with the node's name.
+Code outside a run (tests, benchmarks, scripts) builds from the composed config too
+(``node``, ``build_data``, ``paper_optim``), never by repeating its values.
 """
 
 import inspect
@@ -12,7 +15,7 @@ import typing
 from typing import Any, Literal, Union, get_args, get_origin
 
 from hydra import compose, initialize_config_dir
-from hydra.utils import get_class
+from hydra.utils import get_class, get_object
 from omegaconf import DictConfig, OmegaConf
 
 from alexnet.errors import ConfigError
@@ -25,25 +28,66 @@ def compose_train(*overrides: str) -> DictConfig:
         return compose(config_name="train", overrides=list(overrides))
 
 
+def node(key: str, *overrides: str) -> dict:
+    """One node of the config ``python train.py OVERRIDES`` composes, resolved: its constructor's arguments."""
+    return as_dict(compose_train(*overrides), key)
+
+
 def paper_optim() -> dict:
     """conf/train.yaml's ``optim`` node: section 5's SGD, for code that builds a LitAlexNet without a run."""
-    return as_dict(compose_train("experiment=alexnet_paper"), "optim")
+    return node("optim", "experiment=alexnet_paper")
 
 
-def constructor_params(cls: type) -> dict[str, tuple[inspect.Parameter, Any]]:
-    """Named parameters of ``cls.__init__`` with their resolved types, following ``**kwargs`` up the MRO."""
-    params: dict[str, tuple[inspect.Parameter, Any]] = {}
-    for klass in cls.__mro__:
-        if "__init__" not in vars(klass):
-            continue
-        hints = typing.get_type_hints(klass.__init__)
-        signature = inspect.signature(klass.__init__)
+def build_data(*overrides: str, **args):
+    """The data module ``python train.py OVERRIDES`` builds, for code outside a run; ``args`` replace
+    node values before interpolation (``root=...``: imagenet.yaml's ``store`` follows it)."""
+    cfg = compose_train(*overrides)
+    for name, value in args.items():
+        cfg.data[name] = value
+    data = as_dict(cfg, "data")
+    return get_class(data.pop("_target_"))(**data)
+
+
+def target(path: str, key: str):
+    """The class or function (logger.wandb's) a node's ``_target_`` names."""
+    try:
+        return get_object(path)
+    except Exception as err:
+        cause = err.__cause__ or err
+        raise ConfigError(f"{key}._target_: cannot import {path!r} ({type(cause).__name__}: {cause})") from None
+
+
+class Param(typing.NamedTuple):
+    annotation: Any
+    default: Any  # inspect.Parameter.empty: none
+    owner: Any  # the function whose signature names it
+    required: bool
+
+
+def constructor_params(factory) -> tuple[dict[str, Param], bool]:
+    """Named parameters of a class's ``__init__`` (following ``**kwargs`` up the MRO) or of a
+    function, with their resolved types; and whether ``**kwargs`` still takes any other name.
+
+    A parameter without a default is required where this project's own code forwards to it; a
+    third-party class may fill its parent's arguments itself (TensorBoardLogger's ``root_dir``)."""
+    params: dict[str, Param] = {}
+    functions = [k.__init__ for k in factory.__mro__ if "__init__" in vars(k)] if isinstance(factory, type) else [factory]
+    open_ended, forwarded_by_us = False, True
+    for function in functions:
+        try:
+            hints = typing.get_type_hints(function)
+        except Exception:  # a third-party annotation that does not resolve: its types go unchecked
+            hints = {}
+        signature = inspect.signature(function)
         for name, p in signature.parameters.items():
-            if name != "self" and p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL):
-                params.setdefault(name, (p, hints.get(name, Any)))
-        if not any(p.kind == p.VAR_KEYWORD for p in signature.parameters.values()):
+            if name != "self" and p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL) and name not in params:
+                required = p.default is inspect.Parameter.empty and forwarded_by_us
+                params[name] = Param(hints.get(name, Any), p.default, function, required)
+        open_ended = any(p.kind == p.VAR_KEYWORD for p in signature.parameters.values())
+        forwarded_by_us = forwarded_by_us and (getattr(function, "__module__", None) or "").startswith("alexnet.")
+        if not open_ended:
             break
-    return params
+    return params, open_ended
 
 
 def type_ok(value: Any, annotation: Any) -> bool:
@@ -71,22 +115,48 @@ def describe(annotation: Any) -> str:
     return getattr(annotation, "__name__", None) or str(annotation).replace("typing.", "")
 
 
-def check_node(node: dict, cls: type, key: str, skip: tuple[str, ...] = ()) -> None:
-    """Check a plain dict of constructor arguments against ``cls``'s signature."""
-    params = constructor_params(cls)
+def check_node(node: dict, factory, key: str, skip: tuple[str, ...] = ()) -> None:
+    """Check a plain dict of constructor arguments against ``factory``'s signature."""
+    params, open_ended = constructor_params(factory)
     for name, value in node.items():
         if name.startswith("_") or name in skip:
             continue
         if name not in params:
+            if open_ended:
+                continue
             raise ConfigError(
-                f"{key}.{name}: unknown key ({cls.__name__} takes: {', '.join(p for p in params if p not in skip)})"
+                f"{key}.{name}: unknown key ({factory.__name__} takes: {', '.join(p for p in params if p not in skip)})"
             )
-        annotation = params[name][1]
+        annotation = params[name].annotation
         if not type_ok(value, annotation):
             raise ConfigError(f"{key}.{name}: expected {describe(annotation)}, got {value!r} ({type(value).__name__})")
-    for name, (p, _) in params.items():
-        if p.default is inspect.Parameter.empty and name not in node and name not in skip:
-            raise ConfigError(f"{key}.{name}: missing (required by {cls.__name__})")
+    for name, param in params.items():
+        if param.required and name not in node and name not in skip:
+            raise ConfigError(f"{key}.{name}: missing (required by {factory.__name__})")
+
+
+def targets(cfg: DictConfig) -> dict[str, tuple[Any, dict]]:
+    """Every node that becomes a constructor call, by key: (the class or function, its arguments)."""
+    import lightning as L
+
+    from alexnet.models import AlexNet
+    from alexnet.training.optim import PaperSGD
+
+    nodes = {"model": (AlexNet, as_dict(cfg, "model")), "optim": (PaperSGD, as_dict(cfg, "optim"))}
+    data = as_dict(cfg, "data")
+    if "_target_" not in data:
+        raise ConfigError("data._target_: missing (which DataModule to build)")
+    nodes["data"] = (target(data["_target_"], "data"), data)
+    for group in ("callbacks", "logger"):
+        for name, sub in (cfg.get(group) or {}).items():
+            if sub is not None:
+                try:
+                    args = as_dict(cfg[group], name)
+                except ConfigError as err:  # named under its group: callbacks.figures: ...
+                    raise ConfigError(f"{group}.{err}") from err.__cause__
+                nodes[f"{group}.{name}"] = (target(args.get("_target_", ""), f"{group}.{name}"), args)
+    nodes["trainer"] = (L.Trainer, as_dict(cfg, "trainer"))
+    return nodes
 
 
 def build(key: str, factory, *args, **kwargs):
@@ -138,34 +208,11 @@ def as_dict(cfg: DictConfig, key: str) -> dict:
         raise ConfigError(f"{key}: {err}".splitlines()[0]) from err
 
 
-FAST_PATH_KEYS = ("channels_last", "compile")
-
-
-def split_fast_path(trainer: dict) -> dict:
-    """Take the alexnet.callbacks.fast_path.FastPath keys out of the trainer node (the rest is lightning.Trainer's)."""
-    return {k: trainer.pop(k) for k in FAST_PATH_KEYS if k in trainer}
-
-
 def validate(cfg: DictConfig) -> None:
-    """Check every node that becomes a constructor call. Imports are local to keep this module light."""
-    from alexnet.models import AlexNet
-    from alexnet.training.optim import PaperSGD
-
-    model = as_dict(cfg, "model")
-    if model.get("num_classes") is None:  # data.num_classes: null, counted from the data once the data module is built
-        model.pop("num_classes", None)
-    check_node(model, AlexNet, "model")
-    check_node(as_dict(cfg, "optim"), PaperSGD, "optim")
-    data = as_dict(cfg, "data")
-    if "_target_" not in data:
-        raise ConfigError("data._target_: missing (which DataModule to build)")
-    check_node(data, get_class(data["_target_"]), "data")
-    import lightning as L
-
-    from alexnet.callbacks.fast_path import FastPath
-
-    trainer = as_dict(cfg, "trainer")
-    check_node(split_fast_path(trainer), FastPath, "trainer")
-    check_node(trainer, L.Trainer, "trainer")
+    """Check every node that becomes a constructor call against its signature. Imports are local to keep this module light."""
+    for key, (factory, args) in targets(cfg).items():
+        # data.num_classes: null is counted from the data once the data module is built.
+        skip = ("num_classes",) if key == "model" and args.get("num_classes", 0) is None else ()
+        check_node(args, factory, key, skip)
     if not isinstance(cfg.get("seed"), int) or isinstance(cfg.get("seed"), bool):
         raise ConfigError(f"seed: expected an integer, got {cfg.get('seed')!r}")

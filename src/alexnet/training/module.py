@@ -1,5 +1,6 @@
 """The LightningModule: AlexNet, the paper's SGD and schedule (section 5), top-1/top-5 error."""
 
+import inspect
 from typing import Any
 
 import lightning as L
@@ -92,13 +93,19 @@ class LitAlexNet(L.LightningModule):
 
 def load_module(path: str, map_location="cpu") -> LitAlexNet:
     """A LitAlexNet from a checkpoint file, including those saved before the optimiser's settings
-    became one ``optim`` node (their flat ``lr``, ``momentum``, ... hyperparameters)."""
+    became one ``optim`` node (their flat ``lr``, ``momentum``, ... hyperparameters) or before a
+    model key existed."""
     checkpoint = torch.load(path, map_location=map_location, weights_only=False)
     hp = dict(checkpoint.get("hyper_parameters") or {})
     if "optim" not in hp:
         flat = {k: hp.pop(k) for k in list(hp) if k in PaperSGD.__dataclass_fields__}
         # Those runs decayed the biases like the weights, at the same learning rate.
         hp["optim"] = {"bias_weight_decay": flat["weight_decay"], "bias_lr_mult": 1.0, **flat}
+    missing = set(inspect.signature(AlexNet).parameters) - set(hp["model"])
+    if missing:  # saved before a model key existed (init, lrn_compiled): its value from conf/model/alexnet.yaml
+        from alexnet.training.config import node
+
+        hp["model"] = {**{k: v for k, v in node("model", "experiment=alexnet_paper").items() if k in missing}, **hp["model"]}
     module = LitAlexNet(**{k: v for k, v in hp.items() if k in ("model", "optim", "test_crops")})
     module.load_state_dict(checkpoint["state_dict"])
     return module.to(map_location)

@@ -13,7 +13,6 @@ from rich.console import Console
 from rich.table import Table
 
 from alexnet.callbacks import figures
-from alexnet.callbacks.fast_path import FastPath
 from alexnet.callbacks.stopping import EnoughTrainingData, GracefulStop, resume_hint
 from alexnet.checkpointing.callbacks import ClassIdentity
 from alexnet.checkpointing.checks import check_matches
@@ -25,7 +24,7 @@ from alexnet.loggers.console import one_console
 from alexnet.paths import RunDir
 from alexnet.training import ddp, finetune
 from alexnet.training import summary as run_summary
-from alexnet.training.config import as_dict, build, split_fast_path, validate
+from alexnet.training.config import as_dict, build, validate
 from alexnet.training.module import LitAlexNet
 from alexnet.training.optim import PaperSGD
 
@@ -82,8 +81,6 @@ def run(cfg: DictConfig) -> dict:
     loggers = instantiate_all(cfg.get("logger"), "logger")
     if not loggers:  # logger=none: the lr monitor has nowhere to write
         callbacks = [c for c in callbacks if not isinstance(c, LearningRateMonitor)]
-    trainer_args = as_dict(cfg, "trainer")
-    callbacks.append(FastPath(**split_fast_path(trainer_args)))
     callbacks.append(EnoughTrainingData())  # a training split smaller than one batch: stop before any work
     identity = ClassIdentity()  # the classes go into every checkpoint; those this run starts from are checked
     callbacks.append(identity)
@@ -91,7 +88,7 @@ def run(cfg: DictConfig) -> dict:
     trainer = build(
         "trainer",
         L.Trainer,
-        **trainer_args,
+        **as_dict(cfg, "trainer"),
         callbacks=callbacks,
         logger=loggers or False,
         default_root_dir=str(out),
