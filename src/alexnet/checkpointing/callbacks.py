@@ -24,9 +24,8 @@ class Checkpoint(CheckpointHooks):
     ``dirpath`` unless one is given; the other arguments are ModelCheckpoint's.
     """
 
-    def __init__(self, run_dir: str | None = None, **kwargs) -> None:
-        if run_dir is not None:
-            kwargs.setdefault("dirpath", str(RunDir(run_dir).checkpoints))
+    def __init__(self, *, run_dir: str, **kwargs) -> None:
+        kwargs.setdefault("dirpath", str(RunDir(run_dir).checkpoints))
         super().__init__(**kwargs)
 
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
