@@ -3,17 +3,15 @@ JPEG and a text file named .JPEG. Training and the statistics pass skip and coun
 data.max_bad_images), validation and test stop naming the file, prepare lists them."""
 
 import io
-import os
-import subprocess
-import sys
+import re
 from pathlib import Path
 
 import numpy as np
 import pytest
-from builders import image_folder
-from conftest import ROOT, run_train
+from composed import data_module
+from longrun import train_here
 
-from alexnet.data import ImageFolderDataModule, synthetic
+from alexnet.data import synthetic
 from alexnet.data.batches import image_memory
 from alexnet.data.decode import UnreadableImage, decode, decode_into
 from alexnet.data.unreadable import TooManyUnreadableImages
@@ -45,9 +43,9 @@ def folder(root: Path, bad: dict[str, list[str]]) -> Path:
     return root
 
 
-def module(root: Path, **kw) -> ImageFolderDataModule:
-    args = dict(root=str(root), resize=64, crop_size=56, batch_size=5, num_workers=0, stats_images=0, test_split="test")
-    return image_folder(**{**args, **kw})
+def module(root: Path, **kw):
+    small = dict(resize=64, crop_size=56, batch_size=5, num_workers=0, stats_images=0, test_split="test")
+    return data_module(root, **{**small, **kw})
 
 
 @pytest.mark.parametrize("kind", KINDS)
@@ -89,44 +87,28 @@ def test_the_statistics_pass_skips_and_counts_them_like_training(tmp_path, caplo
         module(root, cache_dir=str(tmp_path / "other-cache"), max_bad_images=2).setup("fit")
 
 
-def prepare(src: Path, out: Path) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "alexnet.data.prepare",
-            str(src),
-            str(out),
-            "--workers",
-            "2",
-            "--shard-size",
-            "4",
-            "--resize",
-            "64",
-        ],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        env={**os.environ, "COLUMNS": "200"},
-    )
+def prepare(src: Path, out: Path, capsys) -> str:
+    """``python -m alexnet.data.prepare SRC OUT`` in this process (test_prepare.py runs the command itself); its output."""
+    from alexnet.data.prepare import main
+
+    main([str(src), str(out), "--workers", "2", "--shard-size", "4", "--resize", "64"])
+    return " ".join(capsys.readouterr().out.split())  # rich wraps long lines
 
 
-def test_prepare_lists_every_kind_in_every_split_and_its_rerun_completes(tmp_path):
+def test_prepare_lists_every_kind_in_every_split_and_its_rerun_completes(tmp_path, capsys):
     src = folder(tmp_path / "src", {"train": list(KINDS), "val": list(KINDS)})
-    first = prepare(src, tmp_path / "store")
-    assert first.returncode == 0, first.stdout[-2000:] + first.stderr[-3000:]
+    prepare(src, tmp_path / "store", capsys)
     rows = [line.split("\t") for line in (tmp_path / "store" / "unreadable.tsv").read_text().splitlines()[1:]]
     listed = {(split, Path(image).name): reason for split, image, reason in rows}
     assert set(listed) == {(split, f"{kind}.JPEG") for split in ("train", "val") for kind in KINDS}
     for (_, name), reason in listed.items():
         assert REASONS[name.split(".")[0]] in reason
-    again = prepare(src, tmp_path / "store")
-    assert again.returncode == 0, again.stderr[-3000:]
-    assert "already done" in again.stdout and "6 unreadable images left out" in again.stdout
+    again = prepare(src, tmp_path / "store", capsys)
+    done = re.search(r"(\d+) of (\d+) shards already done", again)
+    assert done and done[1] == done[2] and "6 unreadable images left out" in again, again  # nothing redone
 
 
-def test_train_py_skips_them_in_training_and_stops_on_one_in_validation(tmp_path):
+def test_training_skips_them_and_stops_on_one_in_validation(tmp_path, caplog):
     common = [
         "data=imagefolder",
         "data.resize=76",
@@ -137,14 +119,13 @@ def test_train_py_skips_them_in_training_and_stops_on_one_in_validation(tmp_path
         "trainer.max_epochs=1",
         "test=false",
         "logger=none",
-        "++figures=false",
+        "figures=false",
     ]
     root = folder(tmp_path / "skipped", {"train": list(KINDS)})
-    run_train(*common, f"data.root={root}", f"hydra.run.dir={tmp_path}/run")
-    log = next((tmp_path / "run").glob("*.log")).read_text()
-    assert "the statistics pass: skipped 3 unreadable training images" in log
-    assert "epoch 0: skipped 3 unreadable training images (data.max_bad_images=100)" in log
+    with caplog.at_level("INFO"):
+        train_here(tmp_path / "run", *common, f"data.root={root}")
+    assert "the statistics pass: skipped 3 unreadable training images" in caplog.text
+    assert "epoch 0: skipped 3 unreadable training images (data.max_bad_images=100)" in caplog.text
     root = folder(tmp_path / "refused", {"val": ["empty"]})
-    refused = run_train(*common, f"data.root={root}", f"hydra.run.dir={tmp_path}/refused-run", check=False)
-    assert refused.returncode != 0
-    assert f"{root}/val/n00000001/empty.JPEG: empty file (0 bytes)" in refused.stdout + refused.stderr
+    with pytest.raises(UnreadableImage, match=re.escape(f"{root}/val/n00000001/empty.JPEG: empty file (0 bytes)")):
+        train_here(tmp_path / "refused-run", *common, f"data.root={root}")

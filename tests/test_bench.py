@@ -1,25 +1,66 @@
-"""The benchmark command runs and reports every row (its numbers go in docs/benchmarks.md, not in asserts)."""
+"""The benchmark commands: their rows are derived correctly from the rounds they time, agree with
+each other and reach the printed table (the measured numbers themselves go in docs/, not in asserts)."""
 
-import subprocess
-import sys
+import math
+import statistics
+
+import pytest
 
 from alexnet.bench import model
 
+NAMES = [
+    "LightningModule train step",
+    "bare PyTorch loop, same net",
+    "torchvision alexnet, bare loop",
+    "Lightning overhead",
+    "this net's step speed / torchvision's",
+]
 
-def test_model_step_benchmark_reports_lightning_bare_and_torchvision():
-    rows = model.run(model.Setup(batch=4, crop=67, steps=1, warmup=1, rounds=2))
-    names = [r["name"] for r in rows]
-    assert names == [
-        "LightningModule train step",
-        "bare PyTorch loop, same net",
-        "torchvision alexnet, bare loop",
-        "Lightning overhead",
-        "this net's step speed / torchvision's",
-    ]
-    for r in rows[:3]:
-        low, high = r["range"]
-        assert 0 < low <= r["images_per_s"] <= high
-    assert rows[3]["overhead"] > -1 and rows[4]["speed_ratio"] > 0
+
+def test_rows_are_the_median_round_with_its_range_and_the_median_per_round_ratio(monkeypatch):
+    """Given the seconds per step of three rounds, the rows hold exactly the medians and ranges
+    they promise (the rates of a round are batch / seconds; the ratios are taken round by round)."""
+    from alexnet.bench import rounds
+
+    seconds = {"lightning": [0.5, 0.2, 0.3], "bare": [0.4, 0.1, 0.25], "torchvision": [0.6, 0.3, 0.5]}
+    monkeypatch.setattr(rounds, "alternate", lambda s, module, loops: seconds)
+    rows = model.run(model.Setup(batch=4, crop=67, rounds=3))
+    assert [r["name"] for r in rows] == NAMES
+    for row, key in zip(rows, ("lightning", "bare", "torchvision")):
+        assert row["images_per_s"] == pytest.approx(4 / statistics.median(seconds[key]))
+        assert row["range"] == pytest.approx((4 / max(seconds[key]), 4 / min(seconds[key])))
+    # Per round 1.25, 2.0, 1.2: the median round, not the ratio of the medians (1.2).
+    assert rows[3]["overhead"] == pytest.approx(0.25)
+    assert rows[3]["value"] == "+25.0% (rounds +20.0% to +100.0%)"
+    assert rows[4]["speed_ratio"] == pytest.approx(2.0)  # torchvision / bare: 1.5, 3.0, 2.0
+    assert rows[4]["value"] == "2.00x (rounds 1.50x to 3.00x)"
+    # The same net in both: the same FLOPs per image; torchvision's differs and is not given.
+    assert rows[0]["tflops"] / rows[0]["images_per_s"] == pytest.approx(rows[1]["tflops"] / rows[1]["images_per_s"])
+    assert "tflops" not in rows[2]
+
+
+def test_bench_command_times_all_three_and_prints_consistent_rows(monkeypatch, capsys):
+    """`python -m alexnet.bench --skip-data`, one round: the Lightning step, the bare loop and
+    torchvision's net are each timed, and the ratios rows are those rates' ratios."""
+    import alexnet.bench.__main__ as whole
+
+    monkeypatch.setenv("COLUMNS", "200")  # rich's table, unwrapped
+    measured, run = [], model.run
+    monkeypatch.setattr(model, "run", lambda s: measured.append(run(s)) or measured[-1])
+    whole.main(["--skip-data", "--crop", "67", "--batch", "4", "--steps", "1", "--warmup", "1", "--rounds", "1"])
+    (rows,) = measured
+    assert [r["name"] for r in rows] == NAMES
+    rate = {key: row["images_per_s"] for key, row in zip(("lightning", "bare", "torchvision"), rows)}
+    for row in rows[:3]:
+        assert math.isfinite(row["images_per_s"]) and row["range"] == (row["images_per_s"], row["images_per_s"])
+    assert rows[3]["overhead"] == pytest.approx(rate["bare"] / rate["lightning"] - 1)
+    assert rows[4]["speed_ratio"] == pytest.approx(rate["bare"] / rate["torchvision"])
+    printed = capsys.readouterr().out
+    for row in rows:
+        assert row["name"] in printed
+    for row in rows[:3]:
+        assert f"{row['images_per_s']:,.1f}" in printed
+    assert rows[3]["value"].split(" ")[0] in printed and rows[4]["value"].split(" ")[0] in printed
 
 
 def test_rounds_alternate_after_a_common_warm_up():
@@ -46,10 +87,16 @@ def test_rounds_alternate_after_a_common_warm_up():
     assert [len(v) for v in timer.seconds.values()] == [2, 2, 2]
 
 
-def test_per_layer_profile_covers_the_step(capsys):
+def test_per_layer_profile_covers_the_step(monkeypatch, capsys):
+    """`python -m alexnet.bench.model --profile`: every layer and phase of the step, forward and
+    backward found for each, and the printed shares add up to the whole step."""
     from alexnet.bench import layers
 
-    rows = layers.profile(model.Setup(batch=2, crop=67, steps=1, warmup=1))
+    monkeypatch.setenv("COLUMNS", "200")  # rich's table, unwrapped
+    measured, profile = [], layers.profile
+    monkeypatch.setattr(layers, "profile", lambda s: measured.append(profile(s)) or measured[-1])
+    model.main(["--profile", "--batch", "2", "--crop", "67", "--steps", "1", "--warmup", "1"])
+    (rows,) = measured
     names = [r["name"] for r in rows]
     for part in (
         "conv1",
@@ -71,52 +118,29 @@ def test_per_layer_profile_covers_the_step(capsys):
     for part in ("conv1", "LRN (norm1, norm2)", "fc8", layers.PHASES["loss"]):  # forward and backward both found
         assert by_name[part]["forward"] > 0 and by_name[part]["backward"] > 0, by_name[part]
     assert all(r["forward"] >= 0 and r["backward"] >= 0 for r in rows)
-    model.main(["--profile", "--batch", "2", "--crop", "67", "--steps", "1", "--warmup", "1"])
-    out = capsys.readouterr().out
-    assert "LRN" in out and "whole step" in out
+    printed = capsys.readouterr().out
+    total = sum(r["forward"] + r["backward"] for r in rows)
+    assert all(r["name"] in printed for r in rows) and f"{total:,.1f}" in printed.split("whole step")[1]
 
 
-def test_help_lists_every_option_the_docstrings_advertise():
+def test_help_lists_every_option_the_docstrings_advertise(capsys):
     import re
 
     import alexnet.bench.__main__ as whole
 
-    for module, prog in ((whole, "alexnet.bench"), (model, "alexnet.bench.model")):
-        advertised = set(re.findall(r"(--[a-z][a-z-]*)", module.__doc__))
-        proc = subprocess.run([sys.executable, "-m", prog, "--help"], capture_output=True, text=True, timeout=120)
-        assert proc.returncode == 0, proc.stderr[-2000:]
-        missing = [option for option in advertised if option not in proc.stdout]
-        assert not missing and len(advertised) >= 8, (prog, missing)
-
-
-def test_bench_command_prints_its_table():
-    proc = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "alexnet.bench",
-            "--skip-data",
-            "--crop",
-            "67",
-            "--batch",
-            "4",
-            "--steps",
-            "1",
-            "--warmup",
-            "1",
-            "--rounds",
-            "1",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    assert "Lightning overhead" in proc.stdout and "bare PyTorch loop" in proc.stdout
+    for command in (whole, model):
+        advertised = set(re.findall(r"(--[a-z][a-z-]*)", command.__doc__))
+        with pytest.raises(SystemExit) as done:
+            command.main(["--help"])
+        assert done.value.code == 0
+        printed = capsys.readouterr().out
+        missing = [option for option in advertised if option not in printed]
+        assert not missing and len(advertised) >= 8, (command.__name__, missing)
 
 
 def test_end_to_end_row_from_a_small_store_in_both_decode_modes(tmp_path):
-    """Fewer images than the timed steps need: the set is repeated, so timing never crosses an epoch."""
+    """Fewer images than the timed steps need: the set is repeated, so timing never crosses an epoch;
+    the 90-epoch hours are the measured rate's."""
     from alexnet.bench import end_to_end
     from alexnet.data import synthetic
     from alexnet.data.prepare import prepare
@@ -124,6 +148,8 @@ def test_end_to_end_row_from_a_small_store_in_both_decode_modes(tmp_path):
     synthetic.generate(tmp_path / "raw", train_per_class=1, val_per_class=0, image_size=80, seed=0)
     prepare(tmp_path / "raw", tmp_path / "store", splits=["train"], workers=1, resize=76)
     setup = model.Setup(batch=16, crop=67, steps=2, warmup=1, rounds=1)  # 64 images from 10; resize 76
-    for decode_on in ("loader", "device"):
+    for decode_on, said in (("loader", "decoded in the workers"), ("device", "decoded on the device")):
         row = end_to_end.run(setup, str(tmp_path / "store"), num_workers=0, decode_on=decode_on)
-        assert row["images_per_s"] > 0 and row["hours_90_epochs"] > 0, row
+        assert row["name"] == f"end to end from {tmp_path / 'store'} (0 workers, {said})", row
+        assert math.isfinite(row["images_per_s"]) and row["images_per_s"] > 0, row
+        assert row["hours_90_epochs"] == pytest.approx(90 * end_to_end.IMAGENET_TRAIN_IMAGES / row["images_per_s"] / 3600)

@@ -11,17 +11,16 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from builders import image_folder
+from composed import data_module
 from PIL import Image
 
-from alexnet.data import SyntheticDataModule, synthetic
+from alexnet.data import synthetic
 from alexnet.data.augment import IMAGENET_EIGVAL, IMAGENET_EIGVEC, BatchAugment, crop_offsets
 from alexnet.data.batches import FilledBatch, Ring, collate
 from alexnet.data.datasets import ImageRecords, SkipUnreadable
 from alexnet.data.decode import UnreadableImage, central_square, decode, decode_into
 from alexnet.data.records import Records
 from alexnet.data.unreadable import TooManyUnreadableImages, UnreadableCounter
-from alexnet.training.config import build_data
 
 
 @pytest.fixture(scope="module")
@@ -60,8 +59,8 @@ def test_synthetic_classes_differ_in_pixels_not_only_labels(tiny_synthetic):
 
 
 def datamodule(root, **kw):
-    args = dict(num_classes=10, resize=76, crop_size=67, batch_size=4, num_workers=0, stats_images=0)
-    return image_folder(root, **{**args, **kw})
+    small = dict(num_classes=10, resize=76, crop_size=67, batch_size=4, num_workers=0, stats_images=0)
+    return data_module(root, **{**small, **kw})
 
 
 def test_class_index_is_sorted_folder_order_and_names_come_from_labels(tiny_synthetic):
@@ -98,8 +97,7 @@ def test_class_count_mismatch_is_a_clear_error(tiny_synthetic):
 
 
 def test_synthetic_datamodule_never_reads_an_ungenerated_folder(tmp_path):
-    dm = build_data(root=str(tmp_path), train_per_class=1, val_per_class=1, num_workers=0)
-    assert isinstance(dm, SyntheticDataModule)
+    dm = data_module(tmp_path, "synthetic", train_per_class=1, val_per_class=1, num_workers=0)
     with pytest.raises(FileNotFoundError, match="not generated"):
         dm.setup("fit")
     dm.prepare_data()
@@ -301,7 +299,7 @@ def test_decoding_on_the_batch_device_gives_the_loader_decoded_batches(tmp_path)
     prepare(tmp_path / "raw", tmp_path / "store", workers=1, resize=64)
     batches = {}
     for decode_on in ("loader", "device"):
-        dm = image_folder(tmp_path / "store", resize=64, crop_size=56, batch_size=8, num_workers=0, decode_on=decode_on)
+        dm = data_module(tmp_path / "store", resize=64, crop_size=56, batch_size=8, num_workers=0, decode_on=decode_on)
         dm.setup("fit")
         raw = next(iter(dm.val_dataloader()))
         if decode_on == "device":
@@ -314,7 +312,7 @@ def test_decoding_on_the_batch_device_gives_the_loader_decoded_batches(tmp_path)
 
 def test_decoding_on_the_device_needs_a_prepared_store(tmp_path):
     synthetic.generate(tmp_path / "raw", train_per_class=2, val_per_class=1, image_size=40, seed=0)
-    dm = image_folder(tmp_path / "raw", resize=32, crop_size=28, num_workers=0, decode_on="device")
+    dm = data_module(tmp_path / "raw", resize=32, crop_size=28, num_workers=0, decode_on="device")
     with pytest.raises(ValueError, match="data.decode_on=device decodes a prepared store"):
         dm.setup("fit")
 
@@ -455,7 +453,9 @@ def three_class_folder(root: Path) -> Path:
 
 
 def test_num_classes_is_counted_from_the_class_folders_when_left_out(tmp_path):
-    from conftest import run_train
+    from longrun import train_here
+
+    from alexnet.errors import ConfigError
 
     root = three_class_folder(tmp_path / "data")
     args = [
@@ -466,13 +466,14 @@ def test_num_classes_is_counted_from_the_class_folders_when_left_out(tmp_path):
         "data.batch_size=4",
         "data.num_workers=0",
         "trainer.max_epochs=1",
+        "+trainer.limit_train_batches=1",
+        "+trainer.limit_val_batches=1",
         "test=false",
         "logger=none",
-        "++figures=false",
+        "figures=false",
     ]
-    run_train(*args, f"hydra.run.dir={tmp_path}/run")
+    train_here(tmp_path / "run", *args)
     weights = torch.load(tmp_path / "run" / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)["state_dict"]
     assert weights["net.classifier.fc8.weight"].shape[0] == 3
-    wrong = run_train(*args, "data.num_classes=5", f"hydra.run.dir={tmp_path}/wrong", check=False)
-    assert wrong.returncode == 2
-    assert f"config error: data.num_classes is 5 but data.root {root} has 3 classes in its 'train' split" in wrong.stderr
+    with pytest.raises(ConfigError, match=f"^data.num_classes is 5 but data.root {root} has 3 classes in its 'train' split"):
+        train_here(tmp_path / "wrong", *args, "data.num_classes=5")

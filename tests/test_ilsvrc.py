@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from builders import image_folder
+from composed import data_module
 from conftest import SHARED_DATA
 from PIL import Image
 
@@ -175,8 +175,8 @@ def test_train_tar_members_are_listed_like_the_extracted_layout(archives):
 
 def test_datamodule_reads_the_archives_through_the_papers_preprocessing(archives, tmp_path):
     root, truth = archives
-    dm = image_folder(
-        root=str(root),
+    dm = data_module(
+        root,
         num_classes=1000,
         cache_dir=str(tmp_path),
         resize=64,
@@ -220,8 +220,8 @@ def test_ilsvrc2010_archives_with_public_test_labels(shared_photos, tmp_path):
         records = source.records(split)
         assert records.ids[0] == f"ILSVRC2010_{split}_00000001.JPEG"
         assert [truth["wnids"][y] for y in records.labels] == truth["orders"][split]
-    dm = image_folder(
-        root=str(tmp_path),
+    dm = data_module(
+        tmp_path,
         num_classes=1000,
         test_split="test",
         cache_dir=str(tmp_path / "cache"),
@@ -246,7 +246,7 @@ def test_read_only_archives_keep_their_caches_in_the_user_cache_folder(shared_ph
     build_archives(root, shared_photos, n_classes=20)
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
     with read_only(root), caplog.at_level("INFO"):
-        dm = image_folder(root=str(root), resize=64, crop_size=56, num_workers=0, batch_size=4, stats_images=0)
+        dm = data_module(root, resize=64, crop_size=56, num_workers=0, batch_size=4, stats_images=0)
         dm.setup("fit")
     mine = user_cache(root)
     assert mine.parent == tmp_path / "xdg" / "alexnet"

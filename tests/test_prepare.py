@@ -1,6 +1,8 @@
 """`python -m alexnet.data.prepare`: real archives from real photos, dirty files, a real kill
 part-way, a resume that finishes without redoing or duplicating, and the store read back."""
 
+import contextlib
+import io
 import json
 import os
 import signal
@@ -12,11 +14,11 @@ from pathlib import Path
 import pytest
 import torch
 import webdataset as wds
-from builders import image_folder
+from composed import data_module
 from conftest import ROOT
 from test_ilsvrc import build_archives, sample_photos, shared_photos  # noqa: F401 - a fixture
 
-from alexnet.data import ImageFolderDataModule
+from alexnet.data import prepare as prepare_command
 from alexnet.data.datasets import ImageRecords
 from alexnet.data.prepare import source_kind
 from alexnet.data.store import StoreSource
@@ -24,8 +26,17 @@ from alexnet.data.store import StoreSource
 SHARDS = 20  # 100 train + 100 val images, 10 per shard
 
 
-def prepare_cli(src: Path, out: Path, *extra: str) -> list[str]:
-    return [sys.executable, "-m", "alexnet.data.prepare", str(src), str(out), "--workers", "2", "--shard-size", "10", *extra]
+def prepare_args(src: Path, out: Path, *extra: str) -> list[str]:
+    return [str(src), str(out), "--workers", "2", "--shard-size", "10", *extra]
+
+
+def prepare_here(*args: str) -> str:
+    """``python -m alexnet.data.prepare ARGS`` in this process; what it printed, unwrapped."""
+    printed = io.StringIO()
+    with pytest.MonkeyPatch.context() as patch, contextlib.redirect_stdout(printed):
+        patch.setenv("COLUMNS", "200")
+        prepare_command.main(list(args))
+    return " ".join(printed.getvalue().split())
 
 
 def markers(out: Path) -> dict[Path, int]:
@@ -34,14 +45,15 @@ def markers(out: Path) -> dict[Path, int]:
 
 @pytest.fixture(scope="module")
 def prepared(shared_photos, tmp_path_factory):  # noqa: F811
-    """Archives with dirty files, prepared by a run killed part-way and a second run."""
+    """Archives with dirty files, prepared by a command killed part-way (kill -9 of its process
+    group) and a second run (in this process)."""
     src, out = tmp_path_factory.mktemp("src"), tmp_path_factory.mktemp("store") / "store"
     w = sorted(sample_photos(shared_photos, 100))
     dirty = {"train": {w[1]: "cmyk", w[2]: "gray", w[3]: "png"}, "val": {w[4]: "truncated"}}
     truth = build_archives(src, shared_photos, n_classes=100, dirty_files=dirty)
     env = {**os.environ, "COLUMNS": "120"}
     proc = subprocess.Popen(
-        prepare_cli(src, out),
+        [sys.executable, "-m", "alexnet.data.prepare", *prepare_args(src, out)],
         cwd=ROOT,
         env=env,
         start_new_session=True,
@@ -56,7 +68,7 @@ def prepared(shared_photos, tmp_path_factory):  # noqa: F811
     proc.wait()
     before = markers(out)
     contents = {p: p.read_bytes() for p in before}
-    resumed = subprocess.run(prepare_cli(src, out), cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    resumed = prepare_here(*prepare_args(src, out))
     return {
         "src": src,
         "out": out,
@@ -75,8 +87,7 @@ def test_the_kill_landed_part_way(prepared):
 
 def test_resume_finishes_without_redoing_done_shards(prepared):
     resumed, out = prepared["resumed"], prepared["out"]
-    assert resumed.returncode == 0, resumed.stderr[-3000:]
-    assert f"{len(prepared['before'])} of {SHARDS} shards already done" in resumed.stdout.replace("\n", " ")
+    assert f"{len(prepared['before'])} of {SHARDS} shards already done" in resumed
     after = markers(out)
     assert len(after) == SHARDS and (out / "index.json").exists()
     for path, mtime in prepared["before"].items():
@@ -109,7 +120,7 @@ def test_unreadable_files_are_listed_and_counted_never_silently_dropped(prepared
     split, image, reason = manifest[1].split("\t")
     k = int(image.split("_")[-1].split(".")[0])
     assert split == "val" and prepared["truth"]["val_order"][k - 1] in prepared["dirty"]["val"] and "truncated" in reason
-    assert "1 unreadable images left out" in resumed.stdout and "unreadable.tsv" in resumed.stdout
+    assert f"1 unreadable images left out, listed in {out / 'unreadable.tsv'}" in resumed
 
 
 def test_cmyk_grayscale_and_png_named_jpeg_are_converted(prepared):
@@ -138,14 +149,8 @@ def test_shards_are_plain_webdataset(prepared):
 
 
 def test_a_rerun_with_other_options_is_refused(prepared):
-    proc = subprocess.run(
-        [sys.executable, "-m", "alexnet.data.prepare", str(prepared["src"]), str(prepared["out"]), "--shard-size", "7"],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert proc.returncode != 0 and "another source or with other options" in proc.stderr
+    with pytest.raises(SystemExit, match="holds a store prepared from another source or with other options"):
+        prepare_here(str(prepared["src"]), str(prepared["out"]), "--shard-size", "7")
 
 
 def test_training_reads_the_store_when_it_exists_else_the_raw_layout(prepared, tmp_path, caplog):
@@ -160,15 +165,15 @@ def test_training_reads_the_store_when_it_exists_else_the_raw_layout(prepared, t
         pca_lighting=False,
     )
     with caplog.at_level("WARNING"):
-        dm = image_folder(store=str(prepared["out"]), **common)
+        dm = data_module(store=str(prepared["out"]), **common)
         dm.setup("fit")
     assert dm.source.kind == "store" and len(dm.datasets["val"]) == 99
     assert "1 'val' images were unreadable at prepare time" in caplog.text  # said, not silent
-    raw = image_folder(store=str(tmp_path / "no-store-here"), **common)
+    raw = data_module(store=str(tmp_path / "no-store-here"), **common)
     raw.setup("fit")
     assert raw.source.kind == "archives" and len(raw.datasets["val"]) == 100
     with pytest.raises(ValueError, match="data.resize is 128 but the store .* holds 256px images"):
-        image_folder(**{**common, "resize": 128, "crop_size": 112}, store=str(prepared["out"])).setup("fit")
+        data_module(**{**common, "resize": 128, "crop_size": 112}, store=str(prepared["out"])).setup("fit")
 
 
 @pytest.fixture(scope="module")
@@ -183,9 +188,9 @@ def small_store(tmp_path_factory):
     return root, root.parent / "data_store"
 
 
-def store_module(root: Path, store: Path | None) -> ImageFolderDataModule:
-    return image_folder(
-        root=str(root),
+def store_module(root: Path, store: Path | None):
+    return data_module(
+        root,
         store=str(store) if store else None,
         resize=64,
         crop_size=56,

@@ -1,8 +1,9 @@
 """hydra/launcher=slurm on a real one-node SLURM cluster (scripts/slurm/up.sh, started once for
-this module and always stopped): a two-job multirun runs; a job pre-empted with submitit's
-USR2 or requeued with `scontrol requeue` (SIGTERM), while DataLoader workers run, saves
-last.ckpt in its main process only, is requeued and continues to the metrics of a run that was
-never stopped; and a DDP job of 2 SLURM tasks (gloo) matches one process.
+this module and always stopped): a two-job multirun runs both jobs at once; of its jobs, one
+pre-empted with submitit's USR2 and one requeued with `scontrol requeue` (SIGTERM), while
+DataLoader workers run, save last.ckpt in their main process only, are requeued and continue to
+the metrics of a run that was never stopped; and a DDP job of 2 SLURM tasks (gloo) matches one
+process.
 
 Skipped, with the reason, where SLURM cannot be had (not root, no apt-get)."""
 
@@ -147,23 +148,6 @@ def assert_same_metrics(got: dict, want: dict) -> None:
             assert got[key] == value, key
 
 
-def test_a_two_job_multirun_runs_on_slurm(slurm, data, tmp_path):
-    sweep, log = tmp_path / "sweep", tmp_path / "multirun.log"
-    proc = multirun(
-        slurm, sweep, "seed=1,2", "debug=fdr", "trainer=cpu", *tiny(data, tmp_path / "unused", 1, "data.resize=67"), log=log
-    )
-    out = finish(proc, log, sweep)
-    assert len(job_ids(sweep)) == 2, job_ids(sweep)
-    found = summaries(sweep)
-    assert sorted(found) == ["0", "1"] and all(s["status"] == "finished" for s in found.values()), found
-    assert [found[j]["seed"] for j in ("0", "1")] == [1, 2]
-    # Both at once: one CPU each on this 2-CPU node (select/cons_tres), so their run times overlap.
-    (a_start, a_end), (b_start, b_end) = (job_span(sweep, job) for job in job_ids(sweep))
-    assert a_start < b_end and b_start < a_end, job_ids(sweep)
-    # No accounting on this cluster: submitit's sacct warning is explained once, not repeated at every poll.
-    assert "Bypassing sacct error" not in out and "this SLURM cluster keeps no accounting" in out, out[-3000:]
-
-
 @pytest.fixture(scope="module")
 def signalled(slurm, data, uninterrupted, tmp_path_factory):
     """One multirun of two jobs of the recipe, with loader workers and ckpt_path=last. Once a job
@@ -196,7 +180,20 @@ def signalled(slurm, data, uninterrupted, tmp_path_factory):
         raise
     out = finish(proc, log, sweep)
     assert "2 of 2 jobs finished" in out, out[-3000:]
-    return sweep, dict(zip(("0", "1"), job_ids(sweep)))
+    return sweep, dict(zip(("0", "1"), job_ids(sweep))), out
+
+
+def test_a_two_job_multirun_runs_both_jobs_at_once_on_slurm(signalled):
+    sweep, jobs, out = signalled
+    assert len(jobs) == 2 and len(set(jobs.values())) == 2, jobs
+    found = summaries(sweep)
+    assert sorted(found) == ["0", "1"] and all(s["status"] == "finished" for s in found.values()), found
+    assert [found[j]["tags"] for j in ("0", "1")] == [["usr2"], ["requeue"]]  # each job its own sweep value
+    # Both at once: one CPU each on this 2-CPU node (select/cons_tres), so their run times overlap.
+    (a_start, a_end), (b_start, b_end) = (job_span(sweep, job) for job in jobs.values())
+    assert a_start < b_end and b_start < a_end, jobs
+    # No accounting on this cluster: submitit's sacct warning is explained once, not repeated at every poll.
+    assert "Bypassing sacct error" not in out and "this SLURM cluster keeps no accounting" in out, out[-3000:]
 
 
 def check_resumed(sweep: Path, num: str, job: str, reference: dict) -> str:
@@ -215,7 +212,7 @@ def check_resumed(sweep: Path, num: str, job: str, reference: dict) -> str:
 def test_usr2_pre_emption_saves_requeues_and_resumes_with_loader_workers(signalled, uninterrupted):
     """submitit's signal (USR2) reaches every process of the job's step, loader workers
     included; only the main process saves, and submitit requeues the job once."""
-    sweep, jobs = signalled
+    sweep, jobs, _ = signalled
     logs = check_resumed(sweep, "0", jobs["0"], uninterrupted())
     assert logs.count("stopped by SIGUSR2 at epoch") == 1, logs[-4000:]
     # submitit's handler ran once: in the main process, after last.ckpt was saved (not in a worker).
@@ -226,7 +223,7 @@ def test_usr2_pre_emption_saves_requeues_and_resumes_with_loader_workers(signall
 def test_scontrol_requeue_sigterm_saves_and_resumes_with_loader_workers(signalled, uninterrupted):
     """`scontrol requeue` sends SIGTERM to every process of the job, loader workers included,
     and starts the job again: the main process saves last.ckpt, the requeued job continues."""
-    sweep, jobs = signalled
+    sweep, jobs, _ = signalled
     logs = check_resumed(sweep, "1", jobs["1"], uninterrupted())
     assert logs.count("stopped by SIGTERM at epoch") == 1, logs[-4000:]
     # Neither Lightning's SIGTERM handler nor submitit's ran in a worker (the main process had its own).
