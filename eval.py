@@ -10,10 +10,14 @@ import sys
 import time
 from pathlib import Path
 
-from alexnet.data.augment import CROP_COUNTS
+if __name__ == "__main__":  # first, before torch loads (alexnet.host)
+    from alexnet.host import tune_process
+
+    tune_process()
+
+from alexnet.data.augment import CROP_COUNTS  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent
-os.environ.setdefault("PROJECT_ROOT", str(ROOT))  # the run folders' configs interpolate it
 
 
 def main(argv: list[str] | None = None) -> None:

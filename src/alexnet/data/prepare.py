@@ -15,6 +15,12 @@ in every split. The index records the ordered classes and, per split, the finger
 source files (names and sizes), against which training compares ``data.root``.
 """
 
+# ruff: noqa: E402 (the imports follow the process tuning)
+if __name__ == "__main__":  # an entry point: tune the process before torch loads (alexnet.host)
+    from alexnet.host import tune_process
+
+    tune_process()
+
 import argparse
 import hashlib
 import io
