@@ -16,6 +16,7 @@ if __name__ == "__main__":  # first, before torch loads (alexnet.host)
     tune_process()
 
 from alexnet.data.augment import CROP_COUNTS  # noqa: E402
+from alexnet.exit_codes import ExitCode  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent
 
@@ -51,7 +52,7 @@ def main(argv: list[str] | None = None) -> None:
         )
     except (ConfigError, FileNotFoundError) as err:
         print(f"eval error: {err}", file=sys.stderr)
-        sys.exit(2)
+        sys.exit(ExitCode.CONFIG_ERROR)
     crop = "ten-crop" if args.crops == 10 else "centre crop"
     for m in results["members"]:
         print(f"{m['checkpoint']}: top-1 {100 * m['top1_err']:.2f}%  top-5 {100 * m['top5_err']:.2f}%")

@@ -20,6 +20,7 @@ from alexnet.data.datasets import ImageRecords, SkipUnreadable
 from alexnet.data.decode import UnreadableImage, central_square, decode, decode_into
 from alexnet.data.records import Records
 from alexnet.data.unreadable import TooManyUnreadableImages, UnreadableCounter
+from alexnet.exit_codes import ExitCode
 
 
 @pytest.fixture(scope="module")
@@ -480,5 +481,5 @@ def test_num_classes_is_counted_from_the_class_folders_when_left_out(tmp_path):
     weights = torch.load(tmp_path / "run" / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)["state_dict"]
     assert weights["net.classifier.fc8.weight"].shape[0] == 3
     wrong = run_train(*args, "data.num_classes=5", f"hydra.run.dir={tmp_path}/wrong", check=False)
-    assert wrong.returncode == 2
+    assert wrong.returncode == ExitCode.CONFIG_ERROR
     assert f"config error: data.num_classes is 5 but data.root {root} has 3 classes in its 'train' split" in wrong.stderr

@@ -13,6 +13,7 @@ from omegaconf import OmegaConf
 from PIL import Image
 
 from alexnet.evaluation.evaluate import evaluate
+from alexnet.exit_codes import ExitCode
 from alexnet.training.module import LitAlexNet
 
 TWO_STEPS = [
@@ -119,4 +120,4 @@ def test_eval_py_writes_results_json(sweep, tmp_path):
 
 def test_eval_py_names_a_missing_checkpoint(tmp_path):
     proc = run_train(str(tmp_path / "nope.ckpt"), script="eval.py", check=False, timeout=120)
-    assert proc.returncode == 2 and "nope.ckpt" in proc.stderr and "Traceback" not in proc.stderr
+    assert proc.returncode == ExitCode.CONFIG_ERROR and "nope.ckpt" in proc.stderr and "Traceback" not in proc.stderr

@@ -14,6 +14,7 @@ from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
 from alexnet.callbacks.checkpoint_files import last_checkpoint_path, latest_good_checkpoint
+from alexnet.exit_codes import ExitCode, stopped_by
 
 log = logging.getLogger(__name__)
 
@@ -103,7 +104,7 @@ class GracefulStop(Callback):
             message = f"stopped by {name} at {where}: saved {self.checkpoint}\n{resume_hint(trainer)}"
         else:
             message = f"stopped by {name} at {where} while {trainer.state.fn}ing: no checkpoint written (training had finished)"
-        stop = RunStopped(message, "interrupted", 128 + (self.signal or signal.SIGTERM), self.checkpoint)
+        stop = RunStopped(message, "interrupted", stopped_by(self.signal or signal.SIGTERM), self.checkpoint)
         if self._requeue is not None and self.signal == self._requeue_signal:
             requeue, signum = self._requeue, self.signal
             stop.then = lambda: requeue(signum, None)  # submitit requeues the job (rank 0) and exits
@@ -199,7 +200,7 @@ class FiniteLoss(Callback):
             f"{trainer.global_step}: stopped; the weights in memory are not saved and {kept}. "
             "Lower optim.lr or check the data.",
             "diverged",
-            3,
+            ExitCode.DIVERGED,
             good,
         )
 
