@@ -33,6 +33,7 @@ NOT_SETTING = (
     "tags=",
     "ckpt_path=",
     "callbacks.progress_bar",
+    "sync_every_n_steps=",
 )
 
 
