@@ -14,6 +14,7 @@ from PIL import Image
 
 from alexnet.evaluation.evaluate import evaluate
 from alexnet.exit_codes import ExitCode
+from alexnet.paths import RunDir
 from alexnet.training.module import LitAlexNet
 
 TWO_STEPS = [
@@ -44,7 +45,7 @@ def sweep(tmp_path_factory):
 
 def hand_computed(sweep, crops: int) -> tuple[list[float], float, float]:
     """Per-member top-1 error and ensemble top-1 / top-5 error, one image at a time, by hand."""
-    cfg = OmegaConf.load(sweep / "0" / ".hydra" / "config.yaml")
+    cfg = RunDir(sweep / "0").read_config()
     data = instantiate({**OmegaConf.to_container(cfg.data, resolve=True), "num_workers": 0})
     data.setup("test")
     nets = [LitAlexNet.load_from_checkpoint(sweep / j / "checkpoints" / "last.ckpt", map_location="cpu").net.eval() for j in "01"]
