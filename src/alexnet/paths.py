@@ -16,7 +16,7 @@ OLD_PROJECT_ROOT = "${oc.env:PROJECT_ROOT}"
 
 
 def project_root() -> Path:
-    """The checkout this package sits in (src/alexnet/ under it)."""
+    """The checkout this package sits in (src/alexnet/ under it: the install is an editable one)."""
     return Path(__file__).resolve().parents[2]
 
 
