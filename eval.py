@@ -10,10 +10,15 @@ import sys
 import time
 from pathlib import Path
 
-from alexnet.data.augment import CROP_COUNTS
+if __name__ == "__main__":  # first, before torch loads (alexnet.host)
+    from alexnet.host import tune_process
+
+    tune_process()
+
+from alexnet.data.augment import CROP_COUNTS  # noqa: E402
+from alexnet.exit_codes import ExitCode  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent
-os.environ.setdefault("PROJECT_ROOT", str(ROOT))  # the run folders' configs interpolate it
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -47,7 +52,7 @@ def main(argv: list[str] | None = None) -> None:
         )
     except (ConfigError, FileNotFoundError) as err:
         print(f"eval error: {err}", file=sys.stderr)
-        sys.exit(2)
+        sys.exit(ExitCode.CONFIG_ERROR)
     crop = "ten-crop" if args.crops == 10 else "centre crop"
     for m in results["members"]:
         print(f"{m['checkpoint']}: top-1 {100 * m['top1_err']:.2f}%  top-5 {100 * m['top5_err']:.2f}%")

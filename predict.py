@@ -9,14 +9,18 @@ import argparse
 import csv
 import io
 import json
-import os
 import sys
 from pathlib import Path
 
-from alexnet.data.augment import CROP_COUNTS
+if __name__ == "__main__":  # first, before torch loads (alexnet.host)
+    from alexnet.host import tune_process
+
+    tune_process()
+
+from alexnet.data.augment import CROP_COUNTS  # noqa: E402
+from alexnet.exit_codes import ExitCode  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent
-os.environ.setdefault("PROJECT_ROOT", str(ROOT))  # the run folders' configs interpolate it
 
 
 def parse(argv: list[str] | None) -> argparse.Namespace:
@@ -76,7 +80,7 @@ def main(argv: list[str] | None = None) -> int:
         predictor = Predictor(args.run, args.crops, args.data_root, args.device)
     except (ConfigError, FileNotFoundError, ValueError) as error:
         print(f"predict error: {error}", file=sys.stderr)
-        return 2
+        return ExitCode.CONFIG_ERROR
     folder = len(files) > 1 or any(Path(p).is_dir() for p in args.images)
     results = predictor.predict(files, args.top_k, args.batch_size)
     if folder:  # the bar goes to stderr: stdout stays the table
@@ -105,7 +109,7 @@ def main(argv: list[str] | None = None) -> int:
         highlight=False,
         soft_wrap=True,
     )
-    return 1 if not rows else 0
+    return ExitCode.FAILED if not rows else ExitCode.OK
 
 
 if __name__ == "__main__":

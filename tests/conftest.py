@@ -5,15 +5,26 @@ from pathlib import Path
 
 import pytest
 
-from alexnet.training.config import compose_train, paper_optim  # noqa: F401 (compose_train: for the tests)
+from alexnet.training import config
+from alexnet.training.config import paper_optim
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = ROOT.parent / "shared" / "data"
-os.environ.setdefault("PROJECT_ROOT", str(ROOT))
-# The eager LRN in every run the tests start: building the compiled CPU kernel takes about 2 s
-# per process, more than these tiny runs train. tests/test_lrn.py checks the compiled kernel's
-# numbers, and the default-run test runs it as `python train.py` does.
-os.environ.setdefault("ALEXNET_LRN_COMPILED", "false")
+# The eager LRN in every run the tests compose or start (a later model.lrn_compiled=... wins):
+# building the compiled CPU kernel takes about 2 s per process, more than these tiny runs train.
+# tests/test_lrn.py checks the compiled kernel's numbers, and the default-run test runs it as
+# `python train.py` does.
+EAGER_LRN = "model.lrn_compiled=false"
+
+
+def with_eager_lrn(args) -> list[str]:
+    """train.py's arguments with EAGER_LRN last (after any -m), unless they choose the LRN themselves."""
+    return [*args] if any(a.startswith("model.lrn_compiled=") for a in args) else [*args, EAGER_LRN]
+
+
+def compose_train(*overrides: str):
+    """alexnet.training.config.compose_train, with the tests' eager LRN."""
+    return config.compose_train(EAGER_LRN, *overrides)
 
 
 # train.py overrides for one batch of each phase, test skipped: a real run in seconds.
@@ -30,11 +41,10 @@ OPTIM = paper_optim()  # conf/train.yaml's optim node, for LitAlexNet's built ou
 
 
 def run_train(*args: str, cwd: Path = ROOT, timeout: int = 600, check: bool = True, script: str = "train.py"):
-    """`python train.py ARGS` in a real subprocess; returns the CompletedProcess."""
+    """`python train.py ARGS` (with the tests' eager LRN) in a real subprocess; returns the CompletedProcess."""
     env = {**os.environ, "PYTHONUNBUFFERED": "1", "COLUMNS": "120"}
-    proc = subprocess.run(
-        [sys.executable, str(ROOT / script), *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout
-    )
+    argv = [sys.executable, str(ROOT / script), *(with_eager_lrn(args) if script == "train.py" else args)]
+    proc = subprocess.run(argv, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
     if check and proc.returncode != 0:
         raise AssertionError(
             f"train.py {' '.join(args)} failed ({proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-5000:]}"

@@ -7,7 +7,7 @@ import time
 from pathlib import Path
 
 import torch
-from conftest import ROOT, compose_train
+from conftest import ROOT, compose_train, with_eager_lrn
 from hydra.utils import instantiate
 
 TINY = [
@@ -56,9 +56,8 @@ def start(*args: str, log: Path) -> subprocess.Popen:
     """train.py in the background (for signals), its output in LOG."""
     env = {**os.environ, "PYTHONUNBUFFERED": "1", "COLUMNS": "120"}
     with open(log, "w") as out:
-        return subprocess.Popen(
-            [sys.executable, str(ROOT / "train.py"), *args], cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT
-        )
+        argv = [sys.executable, str(ROOT / "train.py"), *with_eager_lrn(args)]
+        return subprocess.Popen(argv, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
 
 
 def wait_for(proc: subprocess.Popen, ready, timeout: float = 240, poll: float = 0.01):

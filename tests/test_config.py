@@ -9,6 +9,7 @@ from conftest import ROOT, compose_train, run_train
 from omegaconf import OmegaConf
 
 from alexnet.errors import ConfigError
+from alexnet.exit_codes import ExitCode
 from alexnet.models import AlexNet
 from alexnet.training.config import constructor_params, targets, validate
 from alexnet.training.optim import PaperSGD
@@ -181,7 +182,7 @@ def test_missing_data_root_is_named():
 
 def test_bad_override_stops_train_py_with_one_line_and_no_run(tmp_path):
     proc = run_train("model.dropout=1.5", f"hydra.run.dir={tmp_path}/run", check=False, timeout=120)
-    assert proc.returncode == 2
+    assert proc.returncode == ExitCode.CONFIG_ERROR
     assert "config error: model.dropout: must be in [0, 1), got 1.5" in proc.stderr
     assert "Traceback" not in proc.stderr
     assert not (tmp_path / "run" / "checkpoints").exists()

@@ -13,6 +13,8 @@ from omegaconf import OmegaConf
 from PIL import Image
 
 from alexnet.evaluation.evaluate import evaluate
+from alexnet.exit_codes import ExitCode
+from alexnet.paths import RunDir
 from alexnet.training.module import LitAlexNet
 
 TWO_STEPS = [
@@ -43,7 +45,7 @@ def sweep(tmp_path_factory):
 
 def hand_computed(sweep, crops: int) -> tuple[list[float], float, float]:
     """Per-member top-1 error and ensemble top-1 / top-5 error, one image at a time, by hand."""
-    cfg = OmegaConf.load(sweep / "0" / ".hydra" / "config.yaml")
+    cfg = RunDir(sweep / "0").read_config()
     data = instantiate({**OmegaConf.to_container(cfg.data, resolve=True), "num_workers": 0})
     data.setup("test")
     nets = [LitAlexNet.load_from_checkpoint(sweep / j / "checkpoints" / "last.ckpt", map_location="cpu").net.eval() for j in "01"]
@@ -119,4 +121,4 @@ def test_eval_py_writes_results_json(sweep, tmp_path):
 
 def test_eval_py_names_a_missing_checkpoint(tmp_path):
     proc = run_train(str(tmp_path / "nope.ckpt"), script="eval.py", check=False, timeout=120)
-    assert proc.returncode == 2 and "nope.ckpt" in proc.stderr and "Traceback" not in proc.stderr
+    assert proc.returncode == ExitCode.CONFIG_ERROR and "nope.ckpt" in proc.stderr and "Traceback" not in proc.stderr

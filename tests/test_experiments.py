@@ -14,6 +14,7 @@ from omegaconf import OmegaConf
 from test_config import diff
 
 from alexnet.errors import ConfigError
+from alexnet.exit_codes import ExitCode
 from alexnet.training import finetune
 from alexnet.training.module import LitAlexNet
 
@@ -164,7 +165,7 @@ def test_failed_run_leaves_a_failed_summary(tmp_path):
         check=False,
         timeout=120,
     )
-    assert proc.returncode == 2
+    assert proc.returncode == ExitCode.CONFIG_ERROR
     summary = json.loads((run / "summary.json").read_text())
     assert summary["status"] == "failed" and "missing.ckpt" in summary["error"]
     assert summary["experiment"] == "alexnet_star_finetune" and summary["seed"] == 0

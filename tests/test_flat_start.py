@@ -7,6 +7,8 @@ import math
 from conftest import run_train
 from longrun import checkpoint, tiny
 
+from alexnet.exit_codes import ExitCode
+
 # lr 1e-9: the net cannot move. Its untrained loss on batches of 8 is ln(10) + 0-1.5 (the paper's
 # biases of 1 make fc8's logits spread), so the margin is wide here; on a real plateau the loss
 # sits at ln(classes) itself, within the default 0.05.
@@ -33,7 +35,7 @@ def test_a_stuck_loss_is_named_once_with_the_keys_that_help(tmp_path):
 def test_stop_true_ends_the_run_with_last_ckpt_saved(tmp_path):
     run = tmp_path / "run"
     proc = run_train(*tiny(tmp_path / "data", run, 2, *STUCK, "callbacks.flat_start.stop=true"), check=False)
-    assert proc.returncode == 4, proc.stderr[-2000:]
+    assert proc.returncode == ExitCode.FLAT_START, proc.stderr[-2000:]
     last = run / "checkpoints" / "last.ckpt"
     assert f"saved {last}" in proc.stderr
     assert checkpoint(last)["global_step"] == 4  # the step at which the guard read its fourth flat step

@@ -11,6 +11,8 @@ import torch
 from conftest import run_train
 from longrun import checkpoint, prepare, start, tiny, wait_for
 
+from alexnet.exit_codes import ExitCode
+
 STEPS = 16  # training steps per epoch (batch 4 of 80 images); three epochs
 
 
@@ -78,7 +80,7 @@ def test_nan_loss_stops_the_run_and_keeps_the_last_good_checkpoint(tmp_path):
     # lr 30: the first epoch's two steps stay finite, the next loss is NaN.
     run = tmp_path / "run"
     proc = run_train(*tiny(tmp_path / "data", run, 3, "+trainer.limit_train_batches=2", "optim.lr=30"), check=False)
-    assert proc.returncode == 3, proc.stderr[-2000:]
+    assert proc.returncode == ExitCode.DIVERGED, proc.stderr[-2000:]
     last = run / "checkpoints" / "last.ckpt"
     assert "training loss is nan at epoch 1" in proc.stderr and f"the last good checkpoint is {last}" in proc.stderr
     good = checkpoint(last)

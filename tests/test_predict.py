@@ -17,6 +17,7 @@ from conftest import ROOT, SHARED_DATA, run_train
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
+from alexnet.paths import RunDir
 from alexnet.training.module import load_module
 
 PHOTOS = SHARED_DATA / "imagenette-mini"
@@ -83,7 +84,7 @@ def test_ten_crop_probabilities_are_the_runs_own_test_pipeline(run, tmp_path):
     rows = json.loads(out.read_text())
     assert [r["image"] for r in rows] == [str(p) for p in photos]
     # By hand: the run's data module as eval.py builds it, its val images, the module's ten-crop average.
-    cfg = OmegaConf.load(run / ".hydra" / "config.yaml")
+    cfg = RunDir(run).read_config()
     data = instantiate({**OmegaConf.to_container(cfg.data, resolve=True), "num_workers": 0})
     data.setup("test")
     module = load_module(run / "checkpoints" / "last.ckpt").eval()

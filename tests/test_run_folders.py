@@ -9,8 +9,10 @@ import subprocess
 import sys
 import time
 
-from conftest import ROOT, run_train
+from conftest import ROOT, run_train, with_eager_lrn
 from longrun import TINY, checkpoint, prepare
+
+from alexnet.paths import RunDir
 
 NAME = re.compile(r"\d{4}-\d\d-\d\d_\d\d-\d\d-\d\d_pid(\d+)")
 
@@ -36,10 +38,7 @@ def test_two_runs_started_at_once_get_a_folder_each_and_resume_in_it(tmp_path):
     args = [
         sys.executable,
         str(ROOT / "train.py"),
-        f"data.root={data}",
-        *TINY,
-        "trainer.max_epochs=1",
-        "+trainer.limit_train_batches=1",
+        *with_eager_lrn([f"data.root={data}", *TINY, "trainer.max_epochs=1", "+trainer.limit_train_batches=1"]),
         f"paths.log_dir={logs}",
     ]
     env = {k: v for k, v in os.environ.items() if k != "ALEXNET_RUN_ID"}
@@ -72,3 +71,18 @@ def test_two_runs_started_at_once_get_a_folder_each_and_resume_in_it(tmp_path):
     assert sorted((logs / "runs").iterdir()) == runs  # no new folder
     assert checkpoint(run / "checkpoints" / "last.ckpt")["global_step"] == 2
     assert json.loads((run / "summary.json").read_text())["epochs"] == 2
+
+
+def test_a_saved_config_resolves_its_paths_from_any_folder_old_ones_too(tmp_path, monkeypatch):
+    """Hydra saves the config unresolved: the root is this checkout's, whoever reads it, from anywhere;
+    configs saved when the root was ``${oc.env:PROJECT_ROOT}`` read the same without the variable."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("PROJECT_ROOT", raising=False)
+    paths = (ROOT / "conf" / "paths" / "default.yaml").read_text()  # as train.py composes and saves it
+    old = "root_dir: ${oc.env:PROJECT_ROOT}\n" + paths.split("\n", 1)[1]
+    for name, node in (("new", paths), ("old", old)):
+        run = RunDir(tmp_path / name)
+        run.config.parent.mkdir(parents=True)
+        indented = "".join(f"  {line}\n" for line in node.splitlines())
+        run.config.write_text(f"paths:\n{indented}data:\n  root: ${{paths.data_dir}}/x\n")
+        assert run.read_config().data.root == f"{ROOT}/data/x"

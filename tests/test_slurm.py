@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 import slurm_cluster
-from conftest import ROOT
+from conftest import ROOT, with_eager_lrn
 from longrun import SAME_GRADIENT, checkpoint, prepare, start, tiny
 
 pytestmark = [pytest.mark.slurm, pytest.mark.slow]
@@ -80,7 +80,7 @@ def multirun(slurm, sweep: Path, *args: str, log: Path) -> subprocess.Popen:
     env = {**slurm.env, "PYTHONUNBUFFERED": "1", "COLUMNS": "120"}
     with open(log, "w") as out:
         return subprocess.Popen(
-            [sys.executable, str(ROOT / "train.py"), "-m", *SLURM, *args, f"hydra.sweep.dir={sweep}"],
+            [sys.executable, str(ROOT / "train.py"), *with_eager_lrn(["-m", *SLURM, *args, f"hydra.sweep.dir={sweep}"])],
             cwd=ROOT,
             env=env,
             stdout=out,

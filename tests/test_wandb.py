@@ -9,6 +9,8 @@ from conftest import ONE_BATCH, run_train
 from test_training import tiny_data
 from wandb.proto import wandb_internal_pb2
 
+from alexnet.exit_codes import ExitCode
+
 QUICK = ["++figures=false"]  # the figures have their own tests; here they only cost time
 
 
@@ -120,7 +122,7 @@ def test_online_without_api_key_is_one_clear_message(tmp_path):
     proc = run_train(
         "debug=fdr", "logger=wandb", "logger.wandb.mode=online", *tiny_data(tmp_path), f"hydra.run.dir={run}", check=False
     )
-    assert proc.returncode == 2
+    assert proc.returncode == ExitCode.CONFIG_ERROR
     errors = [line for line in proc.stderr.splitlines() if "error" in line.lower()]
     assert len(errors) == 1 and errors[0].startswith("config error: logger.wandb.mode=online but no W&B API key"), proc.stderr
     assert "wandb login" in errors[0] and "Traceback" not in proc.stdout + proc.stderr

@@ -8,10 +8,26 @@ import json
 import os
 from pathlib import Path
 
+from omegaconf import DictConfig, OmegaConf
+
+PROJECT_ROOT_RESOLVER = "alexnet.project_root"
+# What conf/paths/default.yaml said before the resolver, kept in the run configs saved then.
+OLD_PROJECT_ROOT = "${oc.env:PROJECT_ROOT}"
+
 
 def project_root() -> Path:
-    """The checkout: train.py and eval.py set PROJECT_ROOT (saved run configs interpolate it)."""
-    return Path(os.environ.get("PROJECT_ROOT") or Path(__file__).resolve().parents[2])
+    """The checkout this package sits in (src/alexnet/ under it: the install is an editable one)."""
+    return Path(__file__).resolve().parents[2]
+
+
+def register_resolvers() -> None:
+    """``${alexnet.project_root:}``, conf/paths/default.yaml's root: the checkout of the process
+    reading the config, so a saved run config resolves from any folder. A resolver is
+    process-wide, so it is registered by whoever composes or reads a config (train.py,
+    ``compose_train``, ``RunDir.read_config``), never on import; Hydra hands it to its launchers'
+    job processes."""
+    if not OmegaConf.has_resolver(PROJECT_ROOT_RESOLVER):
+        OmegaConf.register_new_resolver(PROJECT_ROOT_RESOLVER, lambda: str(project_root()))
 
 
 def shared_data() -> Path:
@@ -71,6 +87,13 @@ class RunDir:
 
     def is_run(self) -> bool:
         return self.config.exists()
+
+    def read_config(self) -> DictConfig:
+        """The run's composed config, as Hydra saved it (unresolved): its paths resolve against
+        this checkout, those of runs saved with the old ``${oc.env:PROJECT_ROOT}`` root too."""
+        register_resolvers()
+        text = self.config.read_text().replace(OLD_PROJECT_ROOT, "${" + PROJECT_ROOT_RESOLVER + ":}")
+        return OmegaConf.create(text)
 
     def write_summary(self, summary: dict) -> None:
         """Written to a temporary name and renamed, so a reader never sees half a file."""

@@ -17,6 +17,7 @@ from alexnet.checkpointing.checks import IDENTITY, class_differences
 from alexnet.checkpointing.io import AtomicCheckpointIO
 from alexnet.errors import ConfigError
 from alexnet.evaluation.evaluate import evaluate
+from alexnet.exit_codes import ExitCode
 from alexnet.training.module import LitAlexNet
 
 STEPS = ["+trainer.limit_train_batches=2", "++callbacks.model_checkpoint.save_top_k=-1"]  # epoch000.ckpt, then last.ckpt
@@ -45,7 +46,7 @@ def test_truncated_checkpoint_exits_with_one_line(tmp_path):
     cut = tmp_path / "cut.ckpt"
     cut.write_bytes(Path(good).read_bytes()[:1_000_000])  # what a crash mid-copy leaves
     proc = run_train(f"data.root={tmp_path}/synthetic", *TINY, f"ckpt_path={cut}", f"hydra.run.dir={tmp_path}/run", check=False)
-    assert proc.returncode == 2
+    assert proc.returncode == ExitCode.CONFIG_ERROR
     assert f"config error: ckpt_path: {cut} is not a readable checkpoint (truncated or corrupt?" in proc.stderr
     assert "other checkpoints beside it: good.ckpt" in proc.stderr
     assert "Traceback" not in proc.stderr
@@ -113,7 +114,7 @@ def test_full_disk_keeps_the_whole_checkpoint_and_the_rerun_resumes_from_it(full
     if mount.returncode != 0:
         pytest.skip(f"no real full disk: mount -t tmpfs is not permitted here ({mount.stderr.strip() or mount.returncode})")
     ckpts = run / "checkpoints"
-    assert proc.returncode == 1, proc.stderr[-3000:]
+    assert proc.returncode == ExitCode.FAILED, proc.stderr[-3000:]
     assert f"could not write checkpoint {ckpts}/last.ckpt (not enough free space: not started): {ckpts} has " in proc.stderr
     assert "a checkpoint needs about 154 MiB; the previous checkpoints are intact (epoch000.ckpt). Free at least" in proc.stderr
     assert "resume with: python train.py" in proc.stderr and "Traceback" not in proc.stderr

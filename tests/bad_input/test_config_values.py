@@ -5,6 +5,7 @@ from conftest import run_train
 from longrun import TINY, train_here
 
 from alexnet.errors import ConfigError
+from alexnet.exit_codes import ExitCode
 
 
 def test_missing_data_root_exits_with_one_line(tmp_path):
@@ -16,7 +17,7 @@ def test_missing_data_root_exits_with_one_line(tmp_path):
         f"hydra.run.dir={tmp_path}/run",
         check=False,
     )
-    assert proc.returncode == 2
+    assert proc.returncode == ExitCode.CONFIG_ERROR
     assert f"config error: data.root: folder {tmp_path}/nowhere does not exist" in proc.stderr
     assert "Traceback" not in proc.stderr
 
@@ -52,7 +53,7 @@ def test_run_folder_that_cannot_be_made_is_one_line(tmp_path):
     # A path under a regular file cannot be a folder, for root too (a read-only folder is not, as root).
     (tmp_path / "file").write_text("not a folder")
     proc = run_train(f"data.root={tmp_path}/synthetic", f"hydra.run.dir={tmp_path}/file/run", check=False)
-    assert proc.returncode == 2
+    assert proc.returncode == ExitCode.CONFIG_ERROR
     assert proc.stderr.strip() == (
         f"config error: hydra.run.dir: cannot create the run folder {tmp_path}/file/run: {tmp_path}/file is a file, not a folder"
     )

@@ -7,6 +7,7 @@ import shutil
 from conftest import run_train
 from longrun import TINY
 
+from alexnet.exit_codes import ExitCode
 from alexnet.launch.sweeps import sweep_count
 
 
@@ -26,7 +27,7 @@ def test_a_job_with_a_bad_value_is_recorded_and_the_sweep_goes_on(tmp_path, monk
         f"hydra.sweep.dir={sweep}",
         check=False,
     )
-    assert proc.returncode == 1
+    assert proc.returncode == ExitCode.FAILED
     summaries = [json.loads((sweep / job / "summary.json").read_text()) for job in ("0", "1", "2")]
     assert [s["status"] for s in summaries] == ["finished", "failed", "finished"]  # job 2 ran after job 1 failed
     assert summaries[1]["error"] == "ConfigError: model.dropout: must be in [0, 1), got 1.5"

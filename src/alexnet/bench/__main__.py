@@ -13,6 +13,12 @@
 on a GPU also the achieved TFLOP/s as a fraction of the measured bf16 matmul peak.
 """
 
+# ruff: noqa: E402 (the imports follow the process tuning)
+if __name__ == "__main__":  # an entry point: tune the process before torch loads (alexnet.host)
+    from alexnet.host import tune_process
+
+    tune_process()
+
 import argparse
 import tempfile
 from pathlib import Path

@@ -11,6 +11,12 @@ images per CPU-second of the process is images/s per core. Rounds alternate betw
 and the median round is reported.
 """
 
+# ruff: noqa: E402 (the imports follow the process tuning)
+if __name__ == "__main__":  # an entry point: tune the process before torch loads (alexnet.host)
+    from alexnet.host import tune_process
+
+    tune_process()
+
 import argparse
 import platform
 import statistics

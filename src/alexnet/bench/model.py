@@ -16,6 +16,12 @@ augmentation, forward, backward and the SGD step are in. ``--profile`` times rou
 of the bare loop under the torch profiler instead (``alexnet.bench.layers``).
 """
 
+# ruff: noqa: E402 (the imports follow the process tuning)
+if __name__ == "__main__":  # an entry point: tune the process before torch loads (alexnet.host)
+    from alexnet.host import tune_process
+
+    tune_process()
+
 import argparse
 import os
 import statistics
@@ -26,7 +32,7 @@ import lightning as L
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-import alexnet
+from alexnet import host
 from alexnet.callbacks.fast_path import apply as apply_fast_path
 from alexnet.data.augment import IMAGENET_EIGVAL, IMAGENET_EIGVEC, BatchAugment
 from alexnet.models import AlexNet
@@ -246,8 +252,9 @@ def run(s: Setup) -> list[dict]:
 
 
 def threads() -> str:
-    """The intra-op threads and the host settings that ``import alexnet`` makes (see its docstring)."""
-    kept = "freed memory kept" if alexnet.FREED_MEMORY_KEPT else "malloc as configured"
+    """The intra-op threads and the host settings the entry point made (alexnet.host)."""
+    tuning = host.TUNING
+    kept = "process not tuned" if tuning is None else "freed memory kept" if tuning.freed_memory_kept else "malloc as configured"
     return f"{torch.get_num_threads()} threads, OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY', 'unset')}, {kept}"
 
 

@@ -17,6 +17,7 @@ from lightning.pytorch.utilities import rank_zero_only
 
 from alexnet.checkpointing.resolve import last_checkpoint_path
 from alexnet.errors import RunStopped
+from alexnet.exit_codes import ExitCode
 
 log = logging.getLogger(__name__)
 
@@ -62,7 +63,7 @@ class FlatStart(Callback):
                 raise FlatStartStop(
                     f"{self.message(trainer, chance)}; stopped (callbacks.flat_start.stop=true), saved {path}",
                     "flat_start",
-                    4,
+                    ExitCode.FLAT_START,
                     str(path),
                 )
 

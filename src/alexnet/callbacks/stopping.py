@@ -16,6 +16,7 @@ from lightning.pytorch.utilities.exceptions import SIGTERMException
 from alexnet.checkpointing.checks import check_weights_finite
 from alexnet.checkpointing.resolve import last_checkpoint_path, latest_good_checkpoint
 from alexnet.errors import Diverged, RunStopped
+from alexnet.exit_codes import ExitCode, stopped_by
 
 log = logging.getLogger(__name__)
 
@@ -91,7 +92,7 @@ class GracefulStop(Callback):
             message = f"stopped by {name} at {where}: saved {self.checkpoint}\n{resume_hint(trainer)}"
         else:
             message = f"stopped by {name} at {where} while {trainer.state.fn}ing: no checkpoint written (training had finished)"
-        stop = RunStopped(message, "interrupted", 128 + (self.signal or signal.SIGTERM), self.checkpoint)
+        stop = RunStopped(message, "interrupted", stopped_by(self.signal or signal.SIGTERM), self.checkpoint)
         if self._requeue is not None and self.signal == self._requeue_signal:
             requeue, signum = self._requeue, self.signal
             stop.then = lambda: requeue(signum, None)  # submitit requeues the job (rank 0) and exits
@@ -168,7 +169,7 @@ class FiniteLoss(Callback):
             f"{trainer.global_step}: stopped; the weights in memory are not saved and {kept}. "
             "Lower optim.lr or check the data.",
             "diverged",
-            3,
+            ExitCode.DIVERGED,
             good,
         )
 

@@ -15,6 +15,12 @@ in every split. The index records the ordered classes and, per split, the finger
 source files (names and sizes), against which training compares ``data.root``.
 """
 
+# ruff: noqa: E402 (the imports follow the process tuning)
+if __name__ == "__main__":  # an entry point: tune the process before torch loads (alexnet.host)
+    from alexnet.host import tune_process
+
+    tune_process()
+
 import argparse
 import hashlib
 import io
@@ -39,6 +45,7 @@ from alexnet.data.records import ByteReader, Records
 from alexnet.data.sources import open_source
 from alexnet.data.store import FORMAT, INDEX, VERSION
 from alexnet.data.verify import verify_store
+from alexnet.exit_codes import ExitCode
 
 PLAN = "prepare.json"
 MANIFEST = "unreadable.tsv"
@@ -235,7 +242,7 @@ def main(argv: list[str] | None = None) -> None:
         index = prepare(args.src, args.out, args.splits, args.workers, args.shard_size, args.resize, args.quality, console=console)
     except (FileNotFoundError, ValueError) as err:
         console.print(f"[red]prepare: {err}")
-        sys.exit(2)
+        sys.exit(ExitCode.CONFIG_ERROR)
     print_summary(index, args.out, console)
 
 

@@ -33,6 +33,7 @@ NOT_SETTING = (
     "tags=",
     "ckpt_path=",
     "callbacks.progress_bar",
+    "sync_every_n_steps=",
 )
 
 
@@ -45,8 +46,7 @@ def dataset_of(run_dir: Path) -> dict:
     except (OSError, KeyError, TypeError, AttributeError, yaml.YAMLError):
         pass
     try:
-        os.environ.setdefault("PROJECT_ROOT", str(project_root()))  # what the saved configs interpolate
-        raw = OmegaConf.select(OmegaConf.load(run.config), "data.root", throw_on_resolution_failure=True)
+        raw = OmegaConf.select(run.read_config(), "data.root", throw_on_resolution_failure=True)
         root = str(Path(raw).resolve()) if raw else None
     except Exception:  # noqa: BLE001 - a config that no longer resolves: the dataset is only known by name
         pass

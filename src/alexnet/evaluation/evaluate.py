@@ -38,8 +38,8 @@ class Member:
     run_dir: Path | None  # the Hydra run folder (.hydra/config.yaml, summary.json), when there is one
 
     def config(self) -> DictConfig | None:
-        path = RunDir(self.run_dir).config if self.run_dir else None
-        return OmegaConf.load(path) if path and path.exists() else None
+        run = RunDir(self.run_dir) if self.run_dir else None
+        return run.read_config() if run and run.is_run() else None
 
     def summary(self) -> dict:
         return run_dir_summary(self.run_dir) if self.run_dir else {}

@@ -6,7 +6,6 @@ same for eval.py), so resize, crop size and the training set's mean image are th
 class names are its data root's (labels.txt / synsets.txt / the ILSVRC devkit, else the folder names).
 """
 
-import os
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,7 +16,6 @@ from alexnet.data.augment import CROP_COUNTS
 from alexnet.data.sources import IMAGE_EXTENSIONS
 from alexnet.errors import ConfigError
 from alexnet.evaluation.evaluate import build_datamodule, data_config, find_members
-from alexnet.paths import project_root
 from alexnet.training.module import load_module
 
 
@@ -59,7 +57,6 @@ class Predictor:
     def __init__(self, run_or_checkpoint: str, crops: int = 1, data_root: str | None = None, device: str | None = None):
         if crops not in CROP_COUNTS:
             raise ConfigError(f"--crops must be one of {CROP_COUNTS} (centre; corners, centre, reflections), got {crops}")
-        os.environ.setdefault("PROJECT_ROOT", str(project_root()))  # what the run's saved config interpolates
         members, _ = find_members([run_or_checkpoint])
         if len(members) > 1:
             raise ConfigError(

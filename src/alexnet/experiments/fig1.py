@@ -12,6 +12,12 @@ CPU (docs/small-scale-results.md has the measured run).
 Run: ``python -m alexnet.experiments.fig1`` or ``python train.py experiment=fig1_relu_vs_tanh``.
 """
 
+# ruff: noqa: E402 (the imports follow the process tuning)
+if __name__ == "__main__":  # an entry point: tune the process before torch loads (alexnet.host)
+    from alexnet.host import tune_process
+
+    tune_process()
+
 import argparse
 import json
 import math

@@ -10,6 +10,8 @@ import sys
 
 from omegaconf import DictConfig
 
+from alexnet.exit_codes import ExitCode
+
 
 def run_job(cfg: DictConfig) -> float | None:
     """Returns the validation top-1 error, the value a Hydra sweeper optimises."""
@@ -31,7 +33,7 @@ def run_job(cfg: DictConfig) -> float | None:
         print(f"config error: {err}", file=sys.stderr)
         if sweep:
             raise JobFailed(f"config error: {err}", sweep) from None
-        sys.exit(2)
+        sys.exit(ExitCode.CONFIG_ERROR)
     except RunStopped as stop:  # SIGTERM/SIGINT (checkpoint saved), a diverged loss, a failed checkpoint write
         rank_zero = stop.global_zero
         if rank_zero:
@@ -41,7 +43,7 @@ def run_job(cfg: DictConfig) -> float | None:
         if sweep and stop.status != "interrupted" and rank_zero:
             raise JobFailed(str(stop), sweep) from None
         # DDP ranks > 0 exit 0: Lightning's launcher kills rank 0 when a child exits non-zero.
-        sys.exit(stop.exit_code if rank_zero else 0)
+        sys.exit(stop.exit_code if rank_zero else ExitCode.OK)
     except Exception as err:
         if not sweep:
             raise

@@ -6,6 +6,10 @@ array jobs and scripted submissions do start together.
 
 import os
 
+# Written by train.py only (before Hydra composes: the multirun's jobs and DDP ranks inherit it);
+# read by conf/hydra/default.yaml's run and sweep folder names.
+RUN_ID = "ALEXNET_RUN_ID"
+
 
 def run_id() -> str:
     """The SLURM job (``job<id>``, or ``job<array id>_<task>`` in an array), else this process (``pid<pid>``)."""

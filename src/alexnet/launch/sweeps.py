@@ -18,6 +18,7 @@ from hydra.experimental.callback import Callback
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
+from alexnet.exit_codes import ExitCode
 from alexnet.paths import RunDir
 
 log = logging.getLogger(__name__)
@@ -48,7 +49,7 @@ def check_folder(config: DictConfig, key: str) -> None:
         # SystemExit passes through Hydra's error report, which would print a traceback for an OSError.
         what = "sweep" if "sweep" in key else "run"
         print(f"config error: {key}: cannot create the {what} folder {folder}: {why}", file=sys.stderr, flush=True)
-        sys.exit(2)
+        sys.exit(ExitCode.CONFIG_ERROR)
 
 
 class JobFailed(CompactHydraException):

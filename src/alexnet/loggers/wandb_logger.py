@@ -26,6 +26,7 @@ from urllib.parse import urlparse
 from lightning.pytorch.loggers import WandbLogger
 from lightning.pytorch.utilities import rank_zero_only
 
+from alexnet.exit_codes import ExitCode
 from alexnet.paths import RunDir, project_root
 
 log = logging.getLogger(__name__)
@@ -57,7 +58,7 @@ def config_error(message: str):
     # Hydra's instantiate wraps any Exception in its own, which would bury this message under a
     # traceback; SystemExit passes through, like train.py's handling of ConfigError.
     print(f"config error: {message}", file=sys.stderr, flush=True)
-    raise SystemExit(2)
+    raise SystemExit(ExitCode.CONFIG_ERROR)
 
 
 def wandb_logger(

@@ -19,6 +19,7 @@ Forward and backward are written out (``LRNFunction``) rather than left to autog
 so the backward is one more window sum and a few elementwise products of saved tensors.
 """
 
+import functools
 import logging
 from typing import Literal
 
@@ -91,13 +92,19 @@ def fused_backward(g: torch.Tensor, a: torch.Tensor, r: torch.Tensor, q: torch.T
 # On a CPU, Inductor turns each of the two into one C++ loop over the tensor: a few passes over
 # memory instead of eight elementwise ops and a matrix product. dynamic=True: one kernel serves
 # every batch and image size. Built on first use (seconds; cached on disk by Inductor).
-# Its C++ build logs "No CUDA runtime is found" on every CPU-only machine: expected here, not news.
-logging.getLogger("torch.utils.cpp_extension").setLevel(logging.ERROR)
 compiled_forward = torch.compile(fused_forward, dynamic=True)
 compiled_backward = torch.compile(fused_backward, dynamic=True)
 
 
+@functools.cache
+def quiet_kernel_build() -> None:
+    """The C++ build logs "No CUDA runtime is found" on every CPU-only machine: expected here, not
+    news. Quieted at the first compiled call, not on import (importing changes no logging)."""
+    logging.getLogger("torch.utils.cpp_extension").setLevel(logging.ERROR)
+
+
 def run_compiled(kernel, *args):
+    quiet_kernel_build()
     try:
         return kernel(*args)
     except Exception as e:  # whatever failed in the build or the run, the message names the switch

@@ -19,11 +19,12 @@ from hydra.utils import get_class, get_object
 from omegaconf import DictConfig, OmegaConf
 
 from alexnet.errors import ConfigError
-from alexnet.paths import project_root
+from alexnet.paths import project_root, register_resolvers
 
 
 def compose_train(*overrides: str) -> DictConfig:
     """The config that ``python train.py OVERRIDES`` composes (this checkout's conf/), without running it."""
+    register_resolvers()
     with initialize_config_dir(config_dir=str(project_root() / "conf"), version_base="1.3"):
         return compose(config_name="train", overrides=list(overrides))
 

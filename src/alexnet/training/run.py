@@ -19,6 +19,7 @@ from alexnet.checkpointing.checks import check_matches
 from alexnet.checkpointing.io import AtomicCheckpointIO, CheckpointWriteError, load
 from alexnet.checkpointing.resolve import last_checkpoint_path, latest_good_checkpoint, resolve
 from alexnet.errors import ConfigError, RunStopped
+from alexnet.exit_codes import ExitCode
 from alexnet.loggers import wandb_logger
 from alexnet.loggers.console import one_console
 from alexnet.paths import RunDir
@@ -46,7 +47,8 @@ def train(cfg: DictConfig) -> dict:
         try:
             return run(cfg)
         except SIGTERMException:  # after fitting (while testing): the checkpoints are complete
-            raise RunStopped("stopped by a signal after training had finished, while testing", "interrupted", 143, None) from None
+            message = "stopped by a signal after training had finished, while testing"
+            raise RunStopped(message, "interrupted", ExitCode.TERMINATED, None) from None
         except Exception as err:  # summary.json says failed (RunStopped writes its own)
             if not isinstance(err, RunStopped):
                 run_summary.write_failed(cfg, err)
@@ -117,7 +119,8 @@ def run(cfg: DictConfig) -> dict:
         raise stopped(cfg, trainer, err, out) from None
     except CheckpointWriteError as err:  # full disk: the previous checkpoints are kept
         good = latest_good_checkpoint(trainer)
-        raise stopped(cfg, trainer, RunStopped(f"{err.strerror}\n{resume_hint(trainer)}", "failed", 1, good), out) from None
+        failed = RunStopped(f"{err.strerror}\n{resume_hint(trainer)}", "failed", ExitCode.FAILED, good)
+        raise stopped(cfg, trainer, failed, out) from None
     except (FileNotFoundError, ValueError) as err:  # the data module's: they name data.root, data.<key>
         if isinstance(err, ValueError) and not str(err).startswith("data."):
             raise
@@ -160,7 +163,9 @@ def stopped(cfg: DictConfig, trainer: L.Trainer, err: BaseException, out: Path) 
         stop = (
             graceful[0].stopped(trainer)
             if graceful
-            else RunStopped("stopped by SIGTERM (callbacks.graceful_stop is off: nothing saved)", "interrupted", 143, None)
+            else RunStopped(
+                "stopped by SIGTERM (callbacks.graceful_stop is off: nothing saved)", "interrupted", ExitCode.TERMINATED, None
+            )
         )
     if trainer.is_global_zero:
         summary = {
