@@ -17,6 +17,7 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 
 from alexnet.errors import ConfigError
+from alexnet.models import saved_model_config
 
 log = logging.getLogger(__name__)
 
@@ -200,7 +201,7 @@ def check_matches(path: str, checkpoint: dict, module: torch.nn.Module, model_cf
     """The checkpoint must be of this very network: same class count, same layers, same shapes."""
     saved = checkpoint["state_dict"]
     ours = module.state_dict()
-    trained = (checkpoint.get("hyper_parameters") or {}).get("model") or {}
+    trained = saved_model_config((checkpoint.get("hyper_parameters") or {}).get("model") or {})
     fc8 = "net.classifier.fc8.weight"
     if fc8 in saved and fc8 in ours and saved[fc8].shape[0] != ours[fc8].shape[0]:
         raise ConfigError(

@@ -22,6 +22,7 @@ from omegaconf import DictConfig, OmegaConf
 from alexnet.callbacks import checkpoint_files
 from alexnet.data.augment import CROP_COUNTS
 from alexnet.errors import ConfigError
+from alexnet.models import saved_model_config
 from alexnet.paths import RunDir, project_root
 from alexnet.training.module import LitAlexNet, load_module
 
@@ -38,7 +39,12 @@ class Member:
 
     def config(self) -> DictConfig | None:
         path = RunDir(self.run_dir).config if self.run_dir else None
-        return OmegaConf.load(path) if path and path.exists() else None
+        if not (path and path.exists()):
+            return None
+        cfg = OmegaConf.load(path)
+        if "model" in cfg:
+            cfg.model = saved_model_config(OmegaConf.to_container(cfg.model))
+        return cfg
 
     def summary(self) -> dict:
         return run_dir_summary(self.run_dir) if self.run_dir else {}
