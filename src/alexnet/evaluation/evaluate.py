@@ -55,7 +55,7 @@ def is_run_dir(path: Path) -> bool:
 
 
 def checkpoint_of(run_dir: Path) -> Path:
-    """The checkpoint the run was tested with (best validation error), else its last one."""
+    """The checkpoint the run was tested with (its summary's test_checkpoint), else its last one."""
     tested = run_dir_summary(run_dir).get("test_checkpoint")
     for path in (Path(tested) if tested else None, RunDir(run_dir).last_checkpoint):
         if path and path.is_file():

@@ -75,13 +75,21 @@ def rows_of(x: torch.Tensor, channels_last: bool) -> torch.Tensor:
 
 
 def shifted_window_sum(x: torch.Tensor, size: int, groups: int) -> torch.Tensor:
-    """Sum over the channel window as n shifted slices of the zero-padded input, each group of
-    channels padded on its own: compiled, this fuses with the elementwise work around it into one loop."""
-    h = size // 2
-    blocks = x.unflatten(1, (groups, x.shape[1] // groups))  # a view in any memory format
-    c = blocks.shape[2]
-    padded = F.pad(blocks, (0, 0) * (blocks.dim() - 3) + (h, h))
-    return sum(padded[:, :, j : j + c] for j in range(size)).flatten(1, 2)
+    """Sum over the channel window as n shifted slices of the zero-padded input: compiled, this
+    fuses with the elementwise work around it into one loop. With groups, a term whose source map
+    lies in another group is masked out (kept 4-D: a 5-D view of the groups compiled to a loop
+    half as fast, measured)."""
+    h, c = size // 2, x.shape[1]
+    padded = F.pad(x, (0, 0) * (x.dim() - 2) + (h, h))
+    if groups == 1:
+        return sum(padded[:, j : j + c] for j in range(size))
+    block = torch.arange(c, device=x.device) // (c // groups)
+    trailing = (1,) * (x.dim() - 2)
+    terms = [x]  # j = h: every map is in its own group
+    for j in (*range(h), *range(h + 1, size)):
+        source = torch.arange(j - h, j - h + c, device=x.device).clamp(0, c - 1) // (c // groups)
+        terms.append(torch.where((source == block).view(c, *trailing), padded[:, j : j + c], 0.0))
+    return sum(terms)
 
 
 def fused_forward(a: torch.Tensor, size: int, scale: float, beta: float, k: float, groups: int):
@@ -118,6 +126,25 @@ def run_compiled(kernel, *args):
         ) from e
 
 
+def as_blocks(t: torch.Tensor, groups: int) -> torch.Tensor:
+    """(N, C, ...) as (N * groups, C / groups, ...): each group a batch item of its own, a free view
+    of a contiguous tensor, so the compiled loop runs as fast per map as with one group."""
+    return t.view(t.shape[0] * groups, t.shape[1] // groups, *t.shape[2:])
+
+
+def compiled_forward_in_blocks(a: torch.Tensor, size: int, scale: float, beta: float, k: float, groups: int):
+    if groups == 1 or not a.is_contiguous():  # channels-last: the masked window (fused_forward)
+        return run_compiled(compiled_forward, a, size, scale, beta, k, groups)
+    return tuple(t.view(a.shape) for t in run_compiled(compiled_forward, as_blocks(a, groups), size, scale, beta, k, 1))
+
+
+def compiled_backward_in_blocks(g, a, r, q, size: int, coefficient: float, groups: int) -> torch.Tensor:
+    if groups == 1 or not a.is_contiguous():
+        return run_compiled(compiled_backward, g, a, r, q, size, coefficient, groups)
+    g, a, r, q = (as_blocks(t.contiguous(), groups) for t in (g, a, r, q))
+    return run_compiled(compiled_backward, g, a, r, q, size, coefficient, 1).view(a.shape[0] // groups, -1, *a.shape[2:])
+
+
 def graph_kept() -> bool:
     keep_graph = getattr(torch._C._autograd, "_get_current_graph_task_keep_graph", None)
     return keep_graph is None or keep_graph()
@@ -140,7 +167,7 @@ class LRNFunction(torch.autograd.Function):
         if ctx.path == "fused":
             b, r, q = fused_forward(a, size, scale, beta, k, groups)
         elif ctx.path == "compiled":
-            b, r, q = run_compiled(compiled_forward, a, size, scale, beta, k, groups)
+            b, r, q = compiled_forward_in_blocks(a, size, scale, beta, k, groups)
         if ctx.path != "band":
             ctx.save_for_backward(a, r, q)
             return b
@@ -167,7 +194,7 @@ class LRNFunction(torch.autograd.Function):
         coefficient = -2 * ctx.beta * ctx.scale
         rest = (None,) * 6  # size, scale, beta, k, compiled, groups
         if ctx.path == "compiled":
-            return run_compiled(compiled_backward, g, a, r, q, ctx.size, coefficient, ctx.groups), *rest
+            return compiled_backward_in_blocks(g, a, r, q, ctx.size, coefficient, ctx.groups), *rest
         if ctx.path == "fused":
             return fused_backward(g, a, r, q, ctx.size, coefficient, ctx.groups), *rest
         fmt = torch.channels_last if ctx.channels_last else torch.contiguous_format

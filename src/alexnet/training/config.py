@@ -138,6 +138,7 @@ def as_dict(cfg: DictConfig, key: str) -> dict:
         raise ConfigError(f"{key}: {err}".splitlines()[0]) from err
 
 
+TEST_CHECKPOINTS = ("best", "last")  # test_checkpoint: what the test after fitting scores
 FAST_PATH_KEYS = ("channels_last", "compile")
 
 
@@ -167,5 +168,7 @@ def validate(cfg: DictConfig) -> None:
     trainer = as_dict(cfg, "trainer")
     check_node(split_fast_path(trainer), FastPath, "trainer")
     check_node(trainer, L.Trainer, "trainer")
+    if cfg.get("test_checkpoint") not in TEST_CHECKPOINTS:
+        raise ConfigError(f"test_checkpoint: expected one of {', '.join(TEST_CHECKPOINTS)}, got {cfg.get('test_checkpoint')!r}")
     if not isinstance(cfg.get("seed"), int) or isinstance(cfg.get("seed"), bool):
         raise ConfigError(f"seed: expected an integer, got {cfg.get('seed')!r}")
