@@ -43,12 +43,12 @@ TABLE2 = [
     ("1 CNN*", 39.0, 16.6, None, "alexnet_star_finetune"),
     ("7 CNNs*", 36.7, 15.4, 15.3, {"alexnet_paper": 5, "alexnet_star_finetune": 2}),
 ]
-# How much each component lowers top-1 / top-5 error (sections 3.3, 3.4, 4.1, 6.1); None: no number.
+# How much each component lowers top-1 / top-5 error (sections 3.3, 3.4, 4.1, 3.2); None: no number.
 ABLATIONS = [
     ("ablation_no_lrn", "response normalisation (3.3)", 1.4, 1.2),
     ("ablation_no_overlap_pool", "overlapping pooling (3.4)", 0.4, 0.3),
     ("ablation_no_pca", "PCA colour noise (4.1), 'over 1%'", 1.0, None),
-    ("ablation_1gpu", "two-GPU net vs one-GPU net (6.1)", 1.7, 1.2),
+    ("ablation_1gpu", "two-GPU net vs one-GPU net (3.2)", 1.7, 1.2),
     ("ablation_no_dropout", "dropout (4.2)", None, None),
     ("ablation_tanh", "ReLU vs tanh (3.1; figure 1 is CIFAR-10)", None, None),
 ]
