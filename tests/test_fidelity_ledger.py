@@ -38,7 +38,9 @@ CITED = re.compile(r"(?:[Ss]ections?|§)\s*((?:\d+(?:\.\d+)?(?:\s*(?:,|/|and|or)
 
 def ledger_settings() -> list[tuple[str, str, str]]:
     """(which line, key, value) for every default the ledger states."""
-    return [(kind, key, value) for kind, line in DEFAULTS_LINE.findall(LEDGER.read_text()) for key, value in SETTING.findall(line)]
+    return [
+        (kind, key, value) for kind, line in DEFAULTS_LINE.findall(LEDGER.read_text()) for key, value in SETTING.findall(line)
+    ]
 
 
 def test_the_ledger_states_defaults_for_the_choices_this_issue_added():

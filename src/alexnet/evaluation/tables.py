@@ -149,7 +149,7 @@ def wandb_runs(project: str, known_ids: set) -> list[dict]:
             if r.id in known_ids:  # already read from its local run folder
                 continue
             status = {"finished": "finished", "running": "incomplete (running)", "killed": "interrupted"}.get(r.state, "failed")
-            summary = {k: v for k, v in dict(r.summary).items() if k.startswith("test/")}
+            summary = {k: v for k, v in dict(r.summary).items() if k.startswith("test/") or k == "selected_on_test_split"}
             runs.append(
                 {
                     **summary,
