@@ -253,3 +253,24 @@ def test_a_checkpoint_saved_before_the_scope_existed_loads_as_all(tmp_path):
     x = torch.rand(2, 3, 67, 67)
     torch.testing.assert_close(loaded.eval()(x), net.eval()(x))
     assert saved_model_config({"lrn_scope": "column"})["lrn_scope"] == "column"  # a saved key is kept
+
+
+def test_resuming_an_old_checkpoint_under_the_column_scope_is_refused(tmp_path):
+    """An old checkpoint ran `all`: continuing it as `column` would change the net mid-run."""
+    from alexnet.callbacks import checkpoint_files
+    from alexnet.errors import ConfigError
+
+    small = {"num_classes": 10, "crop_size": 67, "lrn_compiled": False}
+    old = {"state_dict": LitAlexNet({**small, "lrn_scope": "all"}, OPTIM).state_dict(), "hyper_parameters": {"model": small}}
+    here = {**small, "lrn_scope": "column"}
+    with pytest.raises(ConfigError, match="model.lrn_scope='all' there, 'column' here"):
+        checkpoint_files.check_matches("old.ckpt", old, LitAlexNet(here, OPTIM), here)
+
+
+def test_an_old_run_config_reads_as_all(tmp_path):
+    """eval.py and predict.py read a run folder's .hydra/config.yaml through the same completion."""
+    from alexnet.evaluation.evaluate import Member
+
+    (tmp_path / ".hydra").mkdir()
+    (tmp_path / ".hydra" / "config.yaml").write_text("model:\n  columns: 2\nseed: 0\n")
+    assert Member(tmp_path / "checkpoints" / "last.ckpt", tmp_path).config().model.lrn_scope == "all"
