@@ -8,6 +8,7 @@ import torch
 
 from alexnet.checkpointing.resolve import latest_good_checkpoint
 from alexnet.errors import ConfigError, Diverged
+from alexnet.models import saved_model_config
 
 log = logging.getLogger(__name__)
 
@@ -16,7 +17,7 @@ def check_matches(path: str, checkpoint: dict, module: torch.nn.Module, model_cf
     """The checkpoint must be of this very network: same class count, same layers, same shapes."""
     saved = checkpoint["state_dict"]
     ours = module.state_dict()
-    trained = (checkpoint.get("hyper_parameters") or {}).get("model") or {}
+    trained = saved_model_config((checkpoint.get("hyper_parameters") or {}).get("model") or {})
     fc8 = "net.classifier.fc8.weight"
     if fc8 in saved and fc8 in ours and saved[fc8].shape[0] != ours[fc8].shape[0]:
         raise ConfigError(

@@ -23,6 +23,7 @@ from alexnet.checkpointing import checks
 from alexnet.checkpointing.io import load
 from alexnet.data.augment import CROP_COUNTS
 from alexnet.errors import ConfigError
+from alexnet.models import saved_model_config
 from alexnet.paths import RunDir, project_root
 from alexnet.training.module import LitAlexNet, load_module
 
@@ -39,7 +40,12 @@ class Member:
 
     def config(self) -> DictConfig | None:
         run = RunDir(self.run_dir) if self.run_dir else None
-        return run.read_config() if run and run.is_run() else None
+        if not (run and run.is_run()):
+            return None
+        cfg = run.read_config()
+        if "model" in cfg:
+            cfg.model = saved_model_config(OmegaConf.to_container(cfg.model))
+        return cfg
 
     def summary(self) -> dict:
         return run_dir_summary(self.run_dir) if self.run_dir else {}
@@ -50,7 +56,7 @@ def is_run_dir(path: Path) -> bool:
 
 
 def checkpoint_of(run_dir: Path) -> Path:
-    """The checkpoint the run was tested with (best validation error), else its last one."""
+    """The checkpoint the run was tested with (its summary's test_checkpoint), else its last one."""
     tested = run_dir_summary(run_dir).get("test_checkpoint")
     for path in (Path(tested) if tested else None, RunDir(run_dir).last_checkpoint):
         if path and path.is_file():

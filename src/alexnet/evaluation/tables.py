@@ -43,12 +43,12 @@ TABLE2 = [
     ("1 CNN*", 39.0, 16.6, None, "alexnet_star_finetune"),
     ("7 CNNs*", 36.7, 15.4, 15.3, {"alexnet_paper": 5, "alexnet_star_finetune": 2}),
 ]
-# How much each component lowers top-1 / top-5 error (sections 3.3, 3.4, 4.1, 6.1); None: no number.
+# How much each component lowers top-1 / top-5 error (sections 3.3, 3.4, 4.1, 3.2); None: no number.
 ABLATIONS = [
     ("ablation_no_lrn", "response normalisation (3.3)", 1.4, 1.2),
     ("ablation_no_overlap_pool", "overlapping pooling (3.4)", 0.4, 0.3),
     ("ablation_no_pca", "PCA colour noise (4.1), 'over 1%'", 1.0, None),
-    ("ablation_1gpu", "two-GPU net vs one-GPU net (6.1)", 1.7, 1.2),
+    ("ablation_1gpu", "two-GPU net vs one-GPU net (3.2)", 1.7, 1.2),
     ("ablation_no_dropout", "dropout (4.2)", None, None),
     ("ablation_tanh", "ReLU vs tanh (3.1; figure 1 is CIFAR-10)", None, None),
 ]
@@ -149,7 +149,7 @@ def wandb_runs(project: str, known_ids: set) -> list[dict]:
             if r.id in known_ids:  # already read from its local run folder
                 continue
             status = {"finished": "finished", "running": "incomplete (running)", "killed": "interrupted"}.get(r.state, "failed")
-            summary = {k: v for k, v in dict(r.summary).items() if k.startswith("test/")}
+            summary = {k: v for k, v in dict(r.summary).items() if k.startswith("test/") or k == "selected_on_test_split"}
             runs.append(
                 {
                     **summary,
@@ -180,15 +180,16 @@ def not_counted_reason(run: dict) -> str:
     return f"tested on {run.get('test_crops')} crop(s), not the paper's ten (data.test_crops)"
 
 
-def single(runs: list[dict], experiment: str) -> tuple[float | None, float | None, list[str]]:
-    """Mean test top-1 / top-5 error (%) over the finished runs of one preset, and their folders."""
+def single(runs: list[dict], experiment: str) -> tuple[float | None, float | None, list[str], str]:
+    """Mean test top-1 / top-5 error (%) over the finished runs of one preset, their folders, and
+    the mark when one of them was selected on its own test split."""
     done = [
         r for r in runs if r.get("experiment") == experiment and counted(r) and (r.get("data") or {}).get("name") in PAPER_DATA
     ]
     if not done:
-        return None, None, []
+        return None, None, [], ""
     top1, top5 = (100 * mean(r[f"test/{k}_err"] for r in done) for k in ("top1", "top5"))
-    return top1, top5, [r["run_dir"] for r in done]
+    return top1, top5, [r["run_dir"] for r in done], by_dataset.own_split_mark(done)
 
 
 def ensemble(evals: list[dict], members: dict) -> tuple[float | None, float | None, list[str]]:
@@ -202,10 +203,10 @@ def ensemble(evals: list[dict], members: dict) -> tuple[float | None, float | No
     return 100 * latest["ensemble"]["top1_err"], 100 * latest["ensemble"]["top5_err"], [latest["path"]]
 
 
-def cells(paper: float | None, measured: float | None) -> list[str]:
-    """paper, measured, measured - paper; '' where there is nothing to show."""
+def cells(paper: float | None, measured: float | None, mark: str = "") -> list[str]:
+    """paper, measured (and its mark), measured - paper; '' where there is nothing to show."""
     p = "" if paper is None else f"{paper:.1f}"
-    m = "" if measured is None else f"{measured:.1f}"
+    m = "" if measured is None else f"{measured:.1f}{mark}"
     # The difference of the numbers as shown (one decimal, as the paper prints them); never "-0.0".
     d = "" if paper is None or measured is None else f"{round(round(measured, 1) - paper, 1) + 0.0:+.1f}"
     return [p, m, d]
@@ -215,8 +216,8 @@ def table1(runs: list[dict]) -> tuple[list[str], list[list[str]]]:
     header = ["Model", "Top-1 paper", "Top-1 measured", "Top-1 diff", "Top-5 paper", "Top-5 measured", "Top-5 diff", "runs"]
     rows = []
     for model, top1, top5, experiment in TABLE1:
-        m1, m5, sources = single(runs, experiment) if experiment else (None, None, [])
-        rows.append([model, *cells(top1, m1), *cells(top5, m5), str(len(sources)) if experiment else ""])
+        m1, m5, sources, mark = single(runs, experiment) if experiment else (None, None, [], "")
+        rows.append([model, *cells(top1, m1, mark), *cells(top5, m5, mark), str(len(sources)) if experiment else ""])
     return header, rows
 
 
@@ -236,14 +237,17 @@ def table2(runs: list[dict], evals: list[dict]) -> tuple[list[str], list[list[st
     ]
     rows = []
     for model, top1, top5, top5_test, source in TABLE2:
+        mark = ""
         if source is None:
             m1, m5, sources = None, None, []
         elif isinstance(source, str):
-            m1, m5, sources = single(runs, source)
+            m1, m5, sources, mark = single(runs, source)
         else:
             m1, m5, sources = ensemble(evals, source)
         # The test column needs the ILSVRC-2012 evaluation server: never measured here.
-        rows.append([model, *cells(top1, m1), *cells(top5, m5), *cells(top5_test, None), str(len(sources)) if source else ""])
+        rows.append(
+            [model, *cells(top1, m1, mark), *cells(top5, m5, mark), *cells(top5_test, None), str(len(sources)) if source else ""]
+        )
     return header, rows
 
 
@@ -260,13 +264,14 @@ def ablation_table(runs: list[dict]) -> tuple[list[str], list[list[str]]]:
         "diff",
         "runs (ablation/base)",
     ]
-    b1, b5, base = single(runs, BASE)
+    b1, b5, base, base_mark = single(runs, BASE)
     rows = []
     for experiment, component, d1, d5 in ABLATIONS:
-        a1, a5, ablated = single(runs, experiment)
+        a1, a5, ablated, mark = single(runs, experiment)
         m1 = a1 - b1 if a1 is not None and b1 is not None else None
         m5 = a5 - b5 if a5 is not None and b5 is not None else None
-        rows.append([experiment, component, *cells(d1, m1), *cells(d5, m5), f"{len(ablated)}/{len(base)}"])
+        mark = (mark or base_mark) if m1 is not None else ""
+        rows.append([experiment, component, *cells(d1, m1, mark), *cells(d5, m5, mark), f"{len(ablated)}/{len(base)}"])
     return header, rows
 
 
@@ -341,6 +346,8 @@ def render(runs: list[dict], evals: list[dict], out: Path, fig1: list[dict] = ()
         with open(out / f"{name}.csv", "w", newline="") as f:
             csv.writer(f).writerows([header, *rows])
         parts.append(f"## {title}\n\n{markdown(header, rows) if rows else '(none)'}")
+    if by_dataset.OWN_SPLIT_MARK in "".join(parts[1:]):
+        parts.append(by_dataset.OWN_SPLIT_NOTE)
     text = "\n\n".join(parts) + "\n"
     (out / "tables.md").write_text(text)
     return text

@@ -18,9 +18,15 @@ from alexnet.models.lrn import LocalResponseNorm, LRNConvention
 Activation = Literal["relu", "tanh"]
 ACTIVATIONS = {"relu": nn.ReLU, "tanh": nn.Tanh}
 Init = Literal["paper", "caffe"]
+# Which kernel maps an LRN window may span. "column": only those on its own GPU, as in the
+# authors' two-GPU config (cuda-convnet2 layers-imagenet-2gpu-model.cfg: [rnorm1a] inputs=conv1a
+# channels=48, [rnorm2a] ... channels=128); "all": every map of the layer (Caffe's bvlc_alexnet).
+# The one-GPU net has one column, so the two agree there.
+LRNScope = Literal["column", "all"]
+LRN_SCOPES = ("column", "all")
 
-# Kernels per conv layer. Section 3.5 for the two-GPU net; section 6.1 / footnote for the
-# one-GPU net ("half as many kernels in each convolutional layer" except the last).
+# Kernels per conv layer. Section 3.5 for the two-GPU net; section 3.2 and its footnote 2 for the
+# one-GPU net ("half as many kernels in each convolutional layer", except the last).
 KERNELS = {2: (96, 256, 384, 384, 256), 1: (48, 128, 192, 192, 256)}
 # Layers that are connected only to the kernel maps on the same GPU (section 3.5).
 GROUPED = {2: (1, 2, 1, 2, 2, 2), 1: (1, 1, 1, 1, 1, 1)}  # conv1..conv5, extra conv
@@ -31,6 +37,13 @@ BIAS_ONE = {"conv2", "conv4", "conv5", "fc6", "fc7"}
 # "caffe" is BVLC/caffe models/bvlc_alexnet/train_val.prototxt (fc6/fc7 weight_filler std 0.005,
 # bias_filler 0.1 where the paper has 1), whose readme says bias 1 "gave flat loss".
 INITS = {"paper": (0.01, 0.01, 1.0), "caffe": (0.01, 0.005, 0.1)}
+
+
+def saved_model_config(model: dict) -> dict:
+    """A model node as an earlier version saved it (a checkpoint's hyperparameters, a run's
+    .hydra/config.yaml), completed with what that version ran: before model.lrn_scope existed,
+    every LRN window spanned all of a layer's maps. Every reader of a saved model node calls this."""
+    return {"lrn_scope": "all", **model}
 
 
 def conv_out(size: int, kernel: int, stride: int = 1, padding: int = 0) -> int:
@@ -54,6 +67,7 @@ class AlexNet(nn.Module):
         lrn_k: float,
         lrn_convention: LRNConvention,
         lrn_compiled: bool,
+        lrn_scope: LRNScope,
         overlap_pool: bool,
         dropout: float,
         activation: Activation,
@@ -67,6 +81,8 @@ class AlexNet(nn.Module):
             raise ValueError(f"activation must be one of {sorted(ACTIVATIONS)}, got {activation!r}")
         if not 0.0 <= dropout < 1.0:
             raise ValueError(f"dropout must be in [0, 1), got {dropout}")
+        if lrn_scope not in LRN_SCOPES:
+            raise ValueError(f"lrn_scope must be one of {LRN_SCOPES}, got {lrn_scope!r}")
         if init not in INITS:
             raise ValueError(f"init must be one of {sorted(INITS)}, got {init!r}")
         self.init = init
@@ -80,8 +96,15 @@ class AlexNet(nn.Module):
         def norm() -> nn.Module:
             if not lrn:
                 return nn.Identity()
+            groups = columns if lrn_scope == "column" else 1
             return LocalResponseNorm(
-                size=lrn_size, alpha=lrn_alpha, beta=lrn_beta, k=lrn_k, convention=lrn_convention, compiled=lrn_compiled
+                size=lrn_size,
+                alpha=lrn_alpha,
+                beta=lrn_beta,
+                k=lrn_k,
+                convention=lrn_convention,
+                compiled=lrn_compiled,
+                groups=groups,
             )
 
         layers: list[tuple[str, nn.Module]] = [

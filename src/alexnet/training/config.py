@@ -209,11 +209,16 @@ def as_dict(cfg: DictConfig, key: str) -> dict:
         raise ConfigError(f"{key}: {err}".splitlines()[0]) from err
 
 
+TEST_CHECKPOINTS = ("best", "last")  # test_checkpoint: what the test after fitting scores
+
+
 def validate(cfg: DictConfig) -> None:
     """Check every node that becomes a constructor call against its signature. Imports are local to keep this module light."""
     for key, (factory, args) in targets(cfg).items():
         # data.num_classes: null is counted from the data once the data module is built.
         skip = ("num_classes",) if key == "model" and args.get("num_classes", 0) is None else ()
         check_node(args, factory, key, skip)
+    if cfg.get("test_checkpoint") not in TEST_CHECKPOINTS:
+        raise ConfigError(f"test_checkpoint: expected one of {', '.join(TEST_CHECKPOINTS)}, got {cfg.get('test_checkpoint')!r}")
     if not isinstance(cfg.get("seed"), int) or isinstance(cfg.get("seed"), bool):
         raise ConfigError(f"seed: expected an integer, got {cfg.get('seed')!r}")

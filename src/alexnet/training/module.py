@@ -8,7 +8,7 @@ import torch
 from torch.nn import functional as F
 from torchmetrics.classification import MulticlassAccuracy
 
-from alexnet.models import AlexNet
+from alexnet.models import AlexNet, saved_model_config
 from alexnet.training.optim import PaperSGD
 
 
@@ -93,14 +93,15 @@ class LitAlexNet(L.LightningModule):
 
 def load_module(path: str, map_location="cpu") -> LitAlexNet:
     """A LitAlexNet from a checkpoint file, including those saved before the optimiser's settings
-    became one ``optim`` node (their flat ``lr``, ``momentum``, ... hyperparameters) or before a
-    model key existed."""
+    became one ``optim`` node (their flat ``lr``, ``momentum``, ... hyperparameters) and those
+    whose model node predates a key (``saved_model_config``)."""
     checkpoint = torch.load(path, map_location=map_location, weights_only=False)
     hp = dict(checkpoint.get("hyper_parameters") or {})
     if "optim" not in hp:
         flat = {k: hp.pop(k) for k in list(hp) if k in PaperSGD.__dataclass_fields__}
         # Those runs decayed the biases like the weights, at the same learning rate.
         hp["optim"] = {"bias_weight_decay": flat["weight_decay"], "bias_lr_mult": 1.0, **flat}
+    hp["model"] = saved_model_config(hp.get("model") or {})
     missing = set(inspect.signature(AlexNet).parameters) - set(hp["model"])
     if missing:  # saved before a model key existed (init, lrn_compiled): its value from conf/model/alexnet.yaml
         from alexnet.training.config import node
