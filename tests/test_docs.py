@@ -181,14 +181,14 @@ def test_every_documented_command_has_a_check():
     assert of_kind("compose") and of_kind("cli") and of_kind("variant")  # the extraction found the README's blocks
 
 
-def test_train_commands_compose_and_validate():
+def test_train_commands_compose_and_validate(tmp_path):
     failures = []
     for command in of_kind("compose"):
         multirun = any(a in ("-m", "--multirun") for a in command.args)
         overrides = [a for a in command.args if a not in ("-m", "--multirun")]
         for job in sweep_jobs(overrides) if multirun else [overrides]:
             try:
-                validate(compose_train(*job))
+                validate(compose_train(*job, f"paths.output_dir={tmp_path}"))  # Hydra's run folder, outside a run
             except Exception as err:  # noqa: BLE001 - every failing command is listed at once
                 failures.append(f"{command}\n    job {' '.join(job)}: {type(err).__name__}: {err}".splitlines()[0])
     assert not failures, "\n".join(failures)
