@@ -61,32 +61,31 @@ def to_rgb8(data: bytes, *, exif_orientation: bool = False) -> torch.Tensor:
     """Any image file to uint8 (3, H, W) RGB by the module's rule; ``UnreadableImage`` otherwise."""
     if not data:  # every decoder fails on it, some with messages about buffer lengths
         raise UnreadableImage("empty file (0 bytes)")
-    if plain_jpeg_size(data) is None:
+    if not libjpeg_turbo_reads(data):
         return decode_pil(data, exif_orientation)
     try:
         # torchvision's libjpeg-turbo decoder: 0.28 ms for a 256x256 JPEG here, PIL 0.45 ms (one core).
         return decode_jpeg(torch.frombuffer(bytearray(data), dtype=torch.uint8), mode=ImageReadMode.RGB,
                            apply_exif_orientation=exif_orientation)
-    except (RuntimeError, ValueError) as tv_err:  # a damaged JPEG: Pillow says why, or reads it anyway
+    except (RuntimeError, ValueError) as tv_err:  # a damaged JPEG: Pillow says why too, or reads it anyway
         return decode_pil(data, exif_orientation, tv_err)
 
 
-def plain_jpeg_size(data: bytes) -> tuple[int, int] | None:
-    """(height, width) of an 8-bit YCbCr or grayscale JPEG (the fast path), from its header; None
-    for anything else. Raises ``UnreadableImage`` above ``MAX_PIXELS``."""
+def libjpeg_turbo_reads(data: bytes) -> bool:
+    """The fast path: an 8-bit YCbCr or grayscale JPEG by its header, or a JPEG whose header is
+    damaged (libjpeg-turbo then says how, beside Pillow). Refuses more than ``MAX_PIXELS``."""
     try:
         h, w, colorspace, _ = simplejpeg.decode_jpeg_header(data)
-    except ValueError:  # not a JPEG, or a damaged header
-        return None
-    if colorspace not in FAST_COLORSPACES:
-        return None
+    except ValueError:
+        return data[:2] == b"\xff\xd8"  # the JPEG start-of-image marker
     check_pixels(w, h)
-    return h, w
+    return colorspace in FAST_COLORSPACES
 
 
 def check_pixels(width: int, height: int) -> None:
     if width * height > MAX_PIXELS:
-        raise UnreadableImage(f"{width}x{height} pixels, more than the {MAX_PIXELS} decoded here (alexnet.data.decode.MAX_PIXELS)")
+        limit = f"more than the {MAX_PIXELS} decoded here (alexnet.data.decode.MAX_PIXELS)"
+        raise UnreadableImage(f"{width}x{height} pixels, {limit}")
 
 
 def decode_into(data: bytes, resize: int, out: torch.Tensor) -> None:
@@ -97,7 +96,8 @@ def decode_into(data: bytes, resize: int, out: torch.Tensor) -> None:
     the slot, which saves torchvision's decode and its copy; anything else goes through ``decode``."""
     # simplejpeg and torchvision both use libjpeg-turbo: 0.24 ms against 0.28 + 0.02 ms (copy) per 256x256 image, one core.
     try:
-        if plain_jpeg_size(data) == (resize, resize):
+        h, w, colorspace, _ = simplejpeg.decode_jpeg_header(data)
+        if h == w == resize and colorspace in FAST_COLORSPACES:
             simplejpeg.decode_jpeg(data, colorspace="RGB", buffer=out.permute(1, 2, 0).numpy())
             return
     except ValueError:  # a damaged JPEG: decode() says why, or reads it anyway
