@@ -20,7 +20,7 @@ from test_ilsvrc import build_archives, sample_photos, shared_photos  # noqa: F4
 
 from alexnet.data import prepare as prepare_command
 from alexnet.data.datasets import ImageRecords
-from alexnet.data.prepare import source_kind
+from alexnet.data.decode import describe
 from alexnet.data.store import StoreSource
 
 SHARDS = 20  # 100 train + 100 val images, 10 per shard
@@ -128,7 +128,7 @@ def test_cmyk_grayscale_and_png_named_jpeg_are_converted(prepared):
     index = json.loads((out / "index.json").read_text())
     expected: dict[str, int] = {}
     for data in truth["content"]["train"].values():
-        kind = source_kind(data)
+        kind = describe(data)
         if kind != "JPEG RGB":
             expected[kind] = expected.get(kind, 0) + 1
     assert expected["JPEG CMYK"] == 1 and expected["PNG RGB"] == 1 and expected["JPEG L"] >= 1
