@@ -1,7 +1,8 @@
 """predict.py on real photos (Imagenette), with a network trained here by train.py (two steps).
 
 The probabilities must be those of the run's own test pipeline (its data module, mean image and
-crops) on the same photo; names come from the data root's labels.txt."""
+crops) on the same photo; names come from the checkpoint's class_identity (here the data root's
+labels.txt, recorded when the run trained)."""
 
 import contextlib
 import csv
