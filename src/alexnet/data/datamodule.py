@@ -67,9 +67,10 @@ class ImageFolderDataModule(L.LightningDataModule):
             raise ValueError(f"batch_size must be positive, got {batch_size}")
         if max_bad_images < 0:
             raise ValueError(f"max_bad_images must be >= 0, got {max_bad_images}")
-        self.root = Path(root)
-        self.store = Path(store) if store else None
-        self.cache_dir = Path(cache_dir) if cache_dir else None
+        # "~" expanded: Hydra passes data.root='~/data' as written, and no shell expands it.
+        self.root = Path(root).expanduser()
+        self.store = Path(store).expanduser() if store else None
+        self.cache_dir = Path(cache_dir).expanduser() if cache_dir else None
         self.unreadable = UnreadableCounter(max_bad_images)
         self.num_classes = num_classes
         self.splits = {"train": train_split, "val": val_split, "test": test_split}
