@@ -68,6 +68,11 @@ def exif_rotated() -> bytes:
     return as_bytes(original(), "JPEG", quality=95, exif=exif.tobytes())
 
 
+def floating_point() -> bytes:
+    gray = np.asarray(original().convert("L")).astype(np.float32) / 255
+    return as_bytes(Image.fromarray(gray, mode="F"), "TIFF")  # 8-bit v -> v / 255 (Pillow: mode F)
+
+
 def sixteen_bit() -> bytes:
     gray = np.asarray(original().convert("L")).astype(np.uint16)
     return as_bytes(Image.fromarray(gray * 257), "PNG")  # 8-bit v -> 16-bit v * 257 (Pillow: mode I;16)
@@ -83,6 +88,7 @@ def formats() -> dict:
         "cmyk.jpg": (as_bytes(rgb.convert("CMYK"), "JPEG", quality=90), pillow),
         "rgb8.png": (as_bytes(rgb, "PNG"), pillow),
         "gray16.png": (sixteen_bit(), lambda data: rgb.convert("L").convert("RGB")),  # the 8-bit original
+        "float.tif": (floating_point(), lambda data: rgb.convert("L").convert("RGB")),  # the 8-bit original
         "palette.png": (as_bytes(rgb.quantize(32), "PNG"), pillow),
         "la.png": (as_bytes(with_alpha(rgb.convert("L")), "PNG"), lambda data: on_white(Image.open(io.BytesIO(data)))),
         "rgba.png": (as_bytes(with_alpha(rgb), "PNG"), lambda data: on_white(Image.open(io.BytesIO(data)))),
@@ -129,12 +135,13 @@ def records(paths: list[Path]) -> Records:
 
 def test_the_references_are_what_the_rule_says(files):
     """The rules are not Pillow's plain convert("RGB") where they say otherwise: else these tests prove nothing."""
-    for name in ("gray16.png", "rgba.png", "la.png"):
+    for name in ("gray16.png", "float.tif", "rgba.png", "la.png"):
         path, expected = files[name]
         plain = square(Image.open(path).convert("RGB"))
         assert (plain.int() - expected.int()).abs().float().mean() > 20, name
     assert describe(files["animated.gif"][0].read_bytes()) == "GIF P, first of 3 frames"
     assert describe(files["gray16.png"][0].read_bytes()) == "PNG I;16"
+    assert describe(files["float.tif"][0].read_bytes()) == "TIFF F"
 
 
 def test_the_loaders_batch_decode(files):
