@@ -81,7 +81,7 @@ def sixteen_bit() -> bytes:
 # name: (file bytes, the reference: Pillow's 8-bit RGB of the file (or of its 8-bit original), by the rule)
 def formats() -> dict:
     rgb = original()
-    pillow = lambda data: Image.open(io.BytesIO(data)).convert("RGB")  # noqa: E731
+    pillow = lambda data: Image.open(io.BytesIO(data)).convert("RGB")
     files = {
         "plain.jpg": (as_bytes(rgb, "JPEG", quality=90), pillow),
         "gray.jpg": (as_bytes(rgb.convert("L"), "JPEG", quality=90), pillow),
