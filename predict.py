@@ -81,6 +81,8 @@ def main(argv: list[str] | None = None) -> int:
     except (ConfigError, FileNotFoundError, ValueError) as error:
         print(f"predict error: {error}", file=sys.stderr)
         return ExitCode.CONFIG_ERROR
+    for warning in predictor.warnings:
+        print(f"predict warning: {warning}", file=sys.stderr)
     folder = len(files) > 1 or any(Path(p).is_dir() for p in args.images)
     results = predictor.predict(files, args.top_k, args.batch_size)
     if folder:  # the bar goes to stderr: stdout stays the table

@@ -1,7 +1,8 @@
 """predict.py on real photos (Imagenette), with a network trained here by train.py (two steps).
 
 The probabilities must be those of the run's own test pipeline (its data module, mean image and
-crops) on the same photo; names come from the data root's labels.txt."""
+crops) on the same photo; names come from the checkpoint's class_identity (here the data root's
+labels.txt, recorded when the run trained)."""
 
 import contextlib
 import csv
@@ -135,3 +136,28 @@ def test_all_unreadable_fails_and_bad_arguments_name_the_problem(run, tmp_path):
     assert f"predict error: {tmp_path / 'missing.JPEG'}: no such image or folder" in err
     assert f"predict error: {tmp_path / 'no-run'}: no such checkpoint or folder" in err
     assert "argument --crops: invalid choice: 5" in err
+
+
+def test_class_names_are_the_checkpoints_when_the_data_root_holds_others(run, labels, tmp_path):
+    """A data root re-used for other classes (three here, named in its own labels.txt): one warning
+    line, and every name printed is one the network was trained on, in the checkpoint's order."""
+    other = tmp_path / "other"
+    photos = val_photos(3)
+    for i, photo in enumerate(photos):
+        for split in ("train", "val"):
+            (other / split / f"n0000000{i}").mkdir(parents=True)
+            (other / split / f"n0000000{i}" / photo.name).symlink_to(photo)
+    (other / "labels.txt").write_text("".join(f"n0000000{i} chain_saw_{i}\n" for i in range(3)))
+    spec = importlib.util.spec_from_file_location("predict_cli", ROOT / "predict.py")
+    cli = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(cli)
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        assert cli.main([str(run), str(photos[0]), "--data-root", str(other), "--json", "--top-k", "10"]) == 0
+    warnings = [line for line in err.getvalue().splitlines() if line.startswith("predict warning: ")]
+    assert len(warnings) == 1, err.getvalue()
+    assert f"was trained on other classes than {other} holds (10 classes in the checkpoint, 3 in {other}" in warnings[0]
+    top = json.loads(out.getvalue())[0]["top"]
+    identity = torch.load(run / "checkpoints" / "last.ckpt", weights_only=False)["class_identity"]
+    assert sorted(t["class"] for t in top) == sorted(labels) == sorted(identity["classes"])
+    assert all(labels[t["class"]] == t["name"] for t in top)  # the checkpoint's names, not chain_saw_*

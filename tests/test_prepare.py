@@ -14,13 +14,14 @@ from pathlib import Path
 import pytest
 import torch
 import webdataset as wds
-from builders import data_module
+from builders import data_module, data_node
 from conftest import ROOT
+from hydra.utils import instantiate
 from test_ilsvrc import build_archives, sample_photos, shared_photos  # noqa: F401 - a fixture
 
 from alexnet.data import prepare as prepare_command
 from alexnet.data.datasets import ImageRecords
-from alexnet.data.prepare import source_kind
+from alexnet.data.decode import describe
 from alexnet.data.store import StoreSource
 
 SHARDS = 20  # 100 train + 100 val images, 10 per shard
@@ -128,7 +129,7 @@ def test_cmyk_grayscale_and_png_named_jpeg_are_converted(prepared):
     index = json.loads((out / "index.json").read_text())
     expected: dict[str, int] = {}
     for data in truth["content"]["train"].values():
-        kind = source_kind(data)
+        kind = describe(data)
         if kind != "JPEG RGB":
             expected[kind] = expected.get(kind, 0) + 1
     assert expected["JPEG CMYK"] == 1 and expected["PNG RGB"] == 1 and expected["JPEG L"] >= 1
@@ -261,3 +262,20 @@ def test_a_store_older_than_its_source_record_is_compared_by_classes(small_store
     with caplog.at_level("WARNING"):
         store_module(root, old).setup("fit")
     assert f"store {old} predates source fingerprints: only its classes were compared" in caplog.text
+
+
+@pytest.mark.parametrize("written", ["{root}/", "~/data", "~/data/"])
+def test_data_root_as_typed_finds_its_store(small_store, monkeypatch, written):
+    """data=imagenet's store is <root>_store however the root is typed: a trailing slash, or "~"
+    (Hydra passes it verbatim; no shell expands it), never <root>/_store or <cwd>/~/data."""
+    root, store = small_store
+    monkeypatch.setenv("HOME", str(root.parent))
+    node = data_node(written.format(root=root), "imagenet", num_classes=None, resize=64, crop_size=56, num_workers=0)
+    assert node.store == str(store)
+    dm = instantiate(node)
+    assert dm.root == root and dm.open().kind == "store" and dm.open().root == store
+    raw = data_module(
+        written.format(root=root), store=None, resize=64, crop_size=56, num_workers=0, mean="none", pca_lighting=False
+    )
+    raw.setup("fit")
+    assert raw.root == root and len(raw.dataset("train")) == 30

@@ -11,6 +11,7 @@ from pathlib import Path
 from omegaconf import DictConfig, OmegaConf
 
 PROJECT_ROOT_RESOLVER = "alexnet.project_root"
+STORE_RESOLVER = "alexnet.store_of"
 # What conf/paths/default.yaml said before the resolver, kept in the run configs saved then.
 OLD_PROJECT_ROOT = "${oc.env:PROJECT_ROOT}"
 
@@ -20,14 +21,24 @@ def project_root() -> Path:
     return Path(__file__).resolve().parents[2]
 
 
+def store_of(root: str) -> str:
+    """``${alexnet.store_of:${data.root}}``: the prepared store beside a data root, ``<root>_store``.
+    Not a plain ``${data.root}_store``: a root written ``/x/`` or ``~/x`` must give ``/x_store``
+    and ``<home>/x_store``, not ``/x/_store``."""
+    path = Path(root).expanduser()
+    return str(path.with_name(f"{path.name}_store"))
+
+
 def register_resolvers() -> None:
     """``${alexnet.project_root:}``, conf/paths/default.yaml's root: the checkout of the process
-    reading the config, so a saved run config resolves from any folder. A resolver is
-    process-wide, so it is registered by whoever composes or reads a config (train.py,
-    ``compose_train``, ``RunDir.read_config``), never on import; Hydra hands it to its launchers'
-    job processes."""
+    reading the config, so a saved run config resolves from any folder; ``${alexnet.store_of:...}``
+    (``store_of``). A resolver is process-wide, so it is registered by whoever composes or reads a
+    config (train.py, ``compose_train``, ``RunDir.read_config``), never on import; Hydra hands it
+    to its launchers' job processes."""
     if not OmegaConf.has_resolver(PROJECT_ROOT_RESOLVER):
         OmegaConf.register_new_resolver(PROJECT_ROOT_RESOLVER, lambda: str(project_root()))
+    if not OmegaConf.has_resolver(STORE_RESOLVER):
+        OmegaConf.register_new_resolver(STORE_RESOLVER, store_of)
 
 
 def shared_data() -> Path:

@@ -19,7 +19,7 @@ from alexnet.data import fingerprint, synthetic
 from alexnet.data.augment import IMAGENET_EIGVAL, IMAGENET_EIGVEC, BatchAugment, MeanMode, check_crops
 from alexnet.data.batches import collate
 from alexnet.data.datasets import EncodedRecords, ImageRecords, SkipUnreadable
-from alexnet.data.decode import decode, decode_batch
+from alexnet.data.decode import decode_batch
 from alexnet.data.records import Records
 from alexnet.data.sources import open_source
 from alexnet.data.stats import load_or_compute
@@ -67,9 +67,10 @@ class ImageFolderDataModule(L.LightningDataModule):
             raise ValueError(f"batch_size must be positive, got {batch_size}")
         if max_bad_images < 0:
             raise ValueError(f"max_bad_images must be >= 0, got {max_bad_images}")
-        self.root = Path(root)
-        self.store = Path(store) if store else None
-        self.cache_dir = Path(cache_dir) if cache_dir else None
+        # "~" expanded: Hydra passes data.root='~/data' as written, and no shell expands it.
+        self.root = Path(root).expanduser()
+        self.store = Path(store).expanduser() if store else None
+        self.cache_dir = Path(cache_dir).expanduser() if cache_dir else None
         self.unreadable = UnreadableCounter(max_bad_images)
         self.num_classes = num_classes
         self.splits = {"train": train_split, "val": val_split, "test": test_split}
@@ -190,12 +191,6 @@ class ImageFolderDataModule(L.LightningDataModule):
         """Human-readable names, in class-index order: the devkit's, the store's, or ``labels.txt`` /
         ``synsets.txt`` (``wnid name`` per line) beside the folders; else the wnids."""
         return self.source.names_of(self.datasets["train"].classes)
-
-    def preprocess(self, data: bytes, crops: int = 1) -> torch.Tensor:
-        """An image file's bytes as the test split's images reach the network: decoded and squared to
-        ``resize`` like every image here, then the centre crop (3, c, c) or the ten crops (10, 3, c, c),
-        minus this training set's mean. For files outside the dataset (predict.py); after ``setup``."""
-        return self.augment.eval_batch(decode(data, self.resize)[None], crops)[0]
 
     def loader(self, stage: str, shuffle: bool) -> DataLoader:
         # A dataset of its own per loader: its batch memory (``batches``) is this loader's alone.

@@ -1,8 +1,9 @@
 """python -m alexnet.data.prepare SRC OUT: convert a dataset once into the store that training reads.
 
 SRC is the official ILSVRC archives + devkit, the extracted ``train/<wnid>/`` ``val/<wnid>/``
-layout, or any folder-per-class set. Every image is decoded (CMYK, grayscale, PNG-named-.JPEG
-become RGB), its shorter side rescaled to 256 and its central 256x256 patch (section 2: the
+layout, or any folder-per-class set. Every image is decoded to 8-bit RGB by the rule of
+``alexnet.data.decode`` (the index counts each conversion: CMYK, grayscale, 16-bit, alpha, the
+first frame of an animation, ...), its shorter side rescaled to 256 and its central 256x256 patch (section 2: the
 paper's own down-sampling, done once instead of every epoch) stored as a JPEG in WebDataset
 tar shards (see ``alexnet.data.store``).
 
@@ -23,7 +24,6 @@ if __name__ == "__main__":  # an entry point: tune the process before torch load
 
 import argparse
 import hashlib
-import io
 import json
 import multiprocessing
 import os
@@ -34,13 +34,12 @@ from pathlib import Path
 import numpy as np
 import torch
 import webdataset as wds
-from PIL import Image
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from torchvision.io import encode_jpeg
 
 from alexnet.data import fingerprint as files_fingerprint
-from alexnet.data.decode import UnreadableImage, decode
+from alexnet.data.decode import UnreadableImage, decode, describe
 from alexnet.data.records import ByteReader, Records
 from alexnet.data.sources import open_source
 from alexnet.data.store import FORMAT, INDEX, VERSION
@@ -51,13 +50,10 @@ PLAN = "prepare.json"
 MANIFEST = "unreadable.tsv"
 
 
-def source_kind(data: bytes) -> str:
-    """'JPEG RGB', 'JPEG CMYK', 'JPEG L', 'PNG RGB', ...: read from the header only."""
-    try:
-        with Image.open(io.BytesIO(data)) as im:
-            return f"{im.format} {im.mode}"
-    except Exception:  # noqa: BLE001 - the decoder reports the real error
-        return "unknown"
+def encode(data: bytes, resize: int, quality: int) -> bytes:
+    """An image file as the store keeps it: decoded by the one rule (``decode``; EXIF orientation
+    not applied, as the loaders read the raw layout), its central square, a JPEG."""
+    return encode_jpeg(decode(data, resize), quality=quality).numpy().tobytes()
 
 
 def write_shard(task: dict) -> dict:
@@ -71,14 +67,14 @@ def write_shard(task: dict) -> dict:
         for key, (image_id, file, offset, size, label) in task["items"]:
             try:
                 data = reader.read(file, offset, size)
-                img = decode(data, task["resize"])
+                jpeg = encode(data, task["resize"], task["quality"])
             except (OSError, UnreadableImage) as err:
                 unreadable.append([image_id, str(err)])
                 continue
-            kind = source_kind(data)
+            kind = describe(data)
             if kind != "JPEG RGB":
                 converted[kind] += 1
-            sink.write({"__key__": key, "cls": str(label).encode(), "jpg": encode_jpeg(img, quality=task["quality"]).numpy().tobytes()})
+            sink.write({"__key__": key, "cls": str(label).encode(), "jpg": jpeg})
             members.append({"key": key, "id": image_id, "label": label})
         sink.close()
         f.flush()

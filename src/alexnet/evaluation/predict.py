@@ -2,8 +2,14 @@
 
 Like Caffe's classify.py and timm's inference.py, with this project's preprocessing taken from
 the run itself: its DataModule is rebuilt from ``<run>/.hydra/config.yaml`` (``evaluate`` does the
-same for eval.py), so resize, crop size and the training set's mean image are the run's, and the
-class names are its data root's (labels.txt / synsets.txt / the ILSVRC devkit, else the folder names).
+same for eval.py), so resize, crop size and the training set's mean image are the run's. The
+class names and their order are the checkpoint's own (``class_identity``: what each output of fc8
+means); a data root that now holds other classes is reported in one line and its names are not
+used. A checkpoint saved before it recorded its classes takes the data root's names.
+
+Each file is read by the project's one decoding rule (``alexnet.data.decode``) with its EXIF
+orientation applied: a phone photo is classified upright, as a viewer shows it (the training
+images were read without it, as the paper's ImageNet pipeline did).
 """
 
 from collections.abc import Iterable, Iterator
@@ -12,7 +18,10 @@ from pathlib import Path
 
 import torch
 
+from alexnet.checkpointing.checks import IDENTITY, class_differences
+from alexnet.checkpointing.io import load
 from alexnet.data.augment import CROP_COUNTS
+from alexnet.data.decode import decode
 from alexnet.data.sources import IMAGE_EXTENSIONS
 from alexnet.errors import ConfigError
 from alexnet.evaluation.evaluate import build_datamodule, data_config, find_members
@@ -51,6 +60,11 @@ def image_files(paths: Iterable[str]) -> list[Path]:
     return files
 
 
+def load_image(path: Path, resize: int) -> torch.Tensor:
+    """predict's reading of an image file: uint8 (3, resize, resize), EXIF orientation applied."""
+    return decode(path.read_bytes(), resize, exif_orientation=True)
+
+
 class Predictor:
     """One trained network and its run's test-time preprocessing."""
 
@@ -67,14 +81,28 @@ class Predictor:
         self.module = load_module(member.checkpoint, map_location=self.device).eval()
         self.checkpoint, self.crops = member.checkpoint, crops
         data = data_config(member, self.module, data_root)
+        saved = load(str(member.checkpoint)).get(IDENTITY)
+        if saved:  # the checkpoint names its classes: the root may hold others (said below)
+            data["num_classes"] = None
         # The test split is only listed (never read): the mean image comes from the training run's cache.
         self.datamodule = build_datamodule(data, data.get("test_split") or "val", crops, batch_size=1, num_workers=0)
-        self.classes = self.datamodule.classes
-        self.names = self.datamodule.class_names()
-        if self.module.net.num_classes != len(self.classes):
-            raise ConfigError(
-                f"{member.checkpoint} has {self.module.net.num_classes} classes; {self.datamodule.root} has {len(self.classes)}"
+        self.warnings: list[str] = []
+        if saved:
+            self.classes = list(saved["classes"])
+            self.names = list(saved.get("class_names") or saved["classes"])
+            differences = class_differences(
+                self.classes, self.datamodule.classes, "in the checkpoint", f"in {self.datamodule.root}"
             )
+            if differences:
+                self.warnings.append(
+                    f"{member.checkpoint} was trained on other classes than {self.datamodule.root} holds ({differences}): "
+                    "the class names are the checkpoint's, the mean image is that folder's"
+                )
+        else:
+            self.classes, self.names = self.datamodule.classes, self.datamodule.class_names()
+        if self.module.net.num_classes != len(self.classes):
+            where = "its class_identity names" if saved else f"{self.datamodule.root} has"
+            raise ConfigError(f"{member.checkpoint} has {self.module.net.num_classes} classes; {where} {len(self.classes)}")
 
     def predict(self, files: list[Path], top_k: int = 5, batch_size: int = 32) -> Iterator[Prediction | tuple[Path, str]]:
         """A Prediction per readable file, (file, reason) per unreadable one, in the order given."""
@@ -83,7 +111,8 @@ class Predictor:
             inputs, readable = [], []
             for path in files[start : start + batch_size]:
                 try:
-                    inputs.append(self.datamodule.preprocess(path.read_bytes(), self.crops))
+                    image = load_image(path, self.datamodule.resize)[None]
+                    inputs.append(self.datamodule.augment.eval_batch(image, self.crops)[0])
                     readable.append(path)
                 except (OSError, ValueError) as err:  # unreadable, truncated, not an image
                     yield path, str(err).splitlines()[0]

@@ -27,7 +27,8 @@ from pathlib import Path
 import torch
 from torch import nn
 from torch.nn import functional as F
-from torchvision.io import decode_jpeg, read_file
+
+from alexnet.data.decode import UnreadableImage, decode
 
 ACTIVATIONS = {"relu": nn.ReLU, "tanh": nn.Tanh}
 SEGMENTS = 5  # training error points per epoch (cuda-convnet's five CIFAR-10 data batches)
@@ -47,8 +48,16 @@ def load_folder(root: Path, split: str, limit: int = 0) -> tuple[torch.Tensor, t
     if limit:  # an evenly spaced subset keeps every class
         keep = torch.linspace(0, len(files) - 1, limit).long().tolist()
         files, labels = [files[i] for i in keep], [labels[i] for i in keep]
-    images = torch.stack(decode_jpeg([read_file(str(f)) for f in files]))
+    images = torch.stack([read_image(f) for f in files])
     return images, torch.tensor(labels)
+
+
+def read_image(file: Path, size: int = 32) -> torch.Tensor:
+    """The project's one decoding rule (``alexnet.data.decode``): CIFAR-10's 32x32 images as they are."""
+    try:
+        return decode(file.read_bytes(), size)
+    except UnreadableImage as err:
+        raise UnreadableImage(f"{file}: {err}") from err
 
 
 def class_names(root: Path) -> list[str]:
