@@ -80,8 +80,15 @@ class BatchAugment(nn.Module):
         out = self.outputs.take((b, x.shape[1], c, c), torch.float32) if x.device.type == "cpu" else None
         return self.crops(x, top, left, flipped, noise, out)
 
-    def crops(self, x: torch.Tensor, top: torch.Tensor, left: torch.Tensor, flipped: torch.Tensor,
-              noise: torch.Tensor | None = None, out: torch.Tensor | None = None) -> torch.Tensor:
+    def crops(
+        self,
+        x: torch.Tensor,
+        top: torch.Tensor,
+        left: torch.Tensor,
+        flipped: torch.Tensor,
+        noise: torch.Tensor | None = None,
+        out: torch.Tensor | None = None,
+    ) -> torch.Tensor:
         """float (B, 3, c, c): image b's c x c window at (top[b], left[b]), reflected where flipped[b],
         minus the mean image's same window (cropping the mean with the input, as Caffe does),
         plus noise[b] (B, 3) on each pixel's RGB. Written into ``out`` when given."""
@@ -115,13 +122,15 @@ class BatchAugment(nn.Module):
         full_mean = m.shape[-1] > 1
         noises = noise[:, :, None, None].unbind(0) if noise is not None else None
         # unbind: all the per-image views in one call (indexing x[i] each time: 0.003 ms/image more).
-        for i, (image, target, t, l, f) in enumerate(zip(x.unbind(0), out.unbind(0), top.tolist(), left.tolist(), flipped.tolist())):
+        for i, (image, target, t, col, f) in enumerate(
+            zip(x.unbind(0), out.unbind(0), top.tolist(), left.tolist(), flipped.tolist())
+        ):
             if f:  # reflect(crop(x) - crop(mean)) = reflect(crop(x)) - crop(reflect(mean)) at the mirrored column
-                window = image[:, t : t + c, l : l + c].flip(-1)
-                mean = m_flipped[:, t : t + c, size - c - l : size - l] if full_mean else m_flipped
+                window = image[:, t : t + c, col : col + c].flip(-1)
+                mean = m_flipped[:, t : t + c, size - c - col : size - col] if full_mean else m_flipped
             else:
-                window = image[:, t : t + c, l : l + c]
-                mean = m[:, t : t + c, l : l + c] if full_mean else m
+                window = image[:, t : t + c, col : col + c]
+                mean = m[:, t : t + c, col : col + c] if full_mean else m
             torch.sub(window, mean, out=target)
             if noises is not None:
                 target += noises[i]
@@ -139,9 +148,9 @@ class BatchAugment(nn.Module):
         offsets = crop_offsets(x.shape[-1], c)
         if crops == 1:
             offsets = offsets[-1:]
-        views = [(t, l, flip) for flip in ((False, True) if crops == 10 else (False,)) for t, l in offsets]
+        views = [(t, left, flip) for flip in ((False, True) if crops == 10 else (False,)) for t, left in offsets]
         out = torch.empty((b, len(views), x.shape[1], c, c), device=x.device)
         full = lambda v: torch.full((b,), v, device=x.device)  # noqa: E731
-        for k, (t, l, flip) in enumerate(views):  # each view straight into its place in the output
-            self.crops(x, full(t), full(l), full(flip).bool(), out=out[:, k])
+        for k, (t, left, flip) in enumerate(views):  # each view straight into its place in the output
+            self.crops(x, full(t), full(left), full(flip).bool(), out=out[:, k])
         return out[:, 0] if crops == 1 else out

@@ -78,10 +78,13 @@ class CacheFolder:
             return self.data_root
         fallback = user_cache(self.data_root)
         if not self.make(fallback):
-            raise ConfigError(f"data.root: {self.data_root.resolve()} is not writable and neither is {fallback}: "
-                                  f"set data.cache_dir to a writable folder for the caches")
-        log.warning("%s is not writable: its caches go to %s (data.cache_dir sets another folder)",
-                    self.data_root.resolve(), fallback)
+            raise ConfigError(
+                f"data.root: {self.data_root.resolve()} is not writable and neither is {fallback}: "
+                f"set data.cache_dir to a writable folder for the caches"
+            )
+        log.warning(
+            "%s is not writable: its caches go to %s (data.cache_dir sets another folder)", self.data_root.resolve(), fallback
+        )
         return fallback
 
     @staticmethod

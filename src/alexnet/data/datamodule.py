@@ -94,8 +94,11 @@ class ImageFolderDataModule(L.LightningDataModule):
         if self.store is not None and is_store(self.store):
             return self.store
         if self.store is not None:
-            log.info("data.store %s holds no prepared store: reading the raw layout in %s (python -m alexnet.data.prepare makes one)",
-                     self.store, self.root)
+            log.info(
+                "data.store %s holds no prepared store: reading the raw layout in %s (python -m alexnet.data.prepare makes one)",
+                self.store,
+                self.root,
+            )
         self.check_root()
         return self.root
 
@@ -124,8 +127,10 @@ class ImageFolderDataModule(L.LightningDataModule):
         """``data.num_classes`` when given and right, the number of classes found when null."""
         found = len(self.classes)
         if self.num_classes is not None and self.num_classes != found:
-            raise ValueError(f"data.num_classes is {self.num_classes} but data.root {self.root} has {found} classes "
-                             f"in its '{self.splits['train']}' split (leave data.num_classes out to use what is found)")
+            raise ValueError(
+                f"data.num_classes is {self.num_classes} but data.root {self.root} has {found} classes "
+                f"in its '{self.splits['train']}' split (leave data.num_classes out to use what is found)"
+            )
         self.num_classes = found
         return found
 
@@ -142,10 +147,14 @@ class ImageFolderDataModule(L.LightningDataModule):
         self.open()
         root = self.source.root
         if self.decode_on == "device" and self.source.kind != "store":
-            raise ValueError(f"data.decode_on=device decodes a prepared store's JPEGs (all verified, {self.resize}px); {root} is "
-                             f"not one: make it with python -m alexnet.data.prepare, or use data.decode_on=loader")
+            raise ValueError(
+                f"data.decode_on=device decodes a prepared store's JPEGs (all verified, {self.resize}px); {root} is "
+                f"not one: make it with python -m alexnet.data.prepare, or use data.decode_on=loader"
+            )
         if self.source.kind == "store" and self.source.resize != self.resize:
-            raise ValueError(f"data.resize is {self.resize} but the store {root} holds {self.source.resize}px images (data.store / data.root)")
+            raise ValueError(
+                f"data.resize is {self.resize} but the store {root} holds {self.source.resize}px images (data.store / data.root)"
+            )
         by_split: dict[str, ImageRecords] = {}
         for name, split in self.splits.items():
             if split not in by_split:
@@ -154,7 +163,9 @@ class ImageFolderDataModule(L.LightningDataModule):
             self.datasets[name] = by_split[split]
         for name in ("val", "test"):
             if self.datasets[name].classes != self.classes:
-                raise ValueError(f"data.root: the '{self.splits[name]}' classes differ from the '{self.splits['train']}' classes in {root}")
+                raise ValueError(
+                    f"data.root: the '{self.splits[name]}' classes differ from the '{self.splits['train']}' classes in {root}"
+                )
         self.resolve_num_classes()
         self.augment = self.build_augment()
 
@@ -162,16 +173,31 @@ class ImageFolderDataModule(L.LightningDataModule):
         """A store's val/test split lacks the images prepare could not read: say so, never silently."""
         missing = self.source.unreadable(split) if self.source.kind == "store" else 0
         if missing:
-            log.warning("store %s: %d '%s' images were unreadable at prepare time and are not in this split (listed in %s)",
-                        self.source.root, missing, split, self.source.root / "unreadable.tsv")
+            log.warning(
+                "store %s: %d '%s' images were unreadable at prepare time and are not in this split (listed in %s)",
+                self.source.root,
+                missing,
+                split,
+                self.source.root / "unreadable.tsv",
+            )
 
     def build_augment(self) -> BatchAugment:
         stats = None
         if self.mean_mode != "none" or (self.pca_lighting and self.pca_eigen == "dataset"):
             train = self.datasets["train"]
             content = fingerprint.listing(train.records.files, self.source.root, mtimes=True)
-            stats = load_or_compute(SkipUnreadable(train), train.classes, content, self.source.cache, self.splits["train"],
-                                    self.resize, self.stats_images, self.num_workers, collate_fn=collate, unreadable=self.unreadable)
+            stats = load_or_compute(
+                SkipUnreadable(train),
+                train.classes,
+                content,
+                self.source.cache,
+                self.splits["train"],
+                self.resize,
+                self.stats_images,
+                self.num_workers,
+                collate_fn=collate,
+                unreadable=self.unreadable,
+            )
         if self.mean_mode == "per_pixel":
             mean = stats["mean_image"]
         elif self.mean_mode == "per_channel":
@@ -239,7 +265,9 @@ class ImageFolderDataModule(L.LightningDataModule):
         1/N of it, so 1 and N devices train the same recipe."""
         world = self.trainer.world_size if self.trainer is not None else 1
         if self.batch_size % world:
-            raise ValueError(f"data.batch_size ({self.batch_size}) is the global batch and must divide evenly over the {world} devices")
+            raise ValueError(
+                f"data.batch_size ({self.batch_size}) is the global batch and must divide evenly over the {world} devices"
+            )
         return self.batch_size // world
 
     def train_dataloader(self) -> DataLoader:

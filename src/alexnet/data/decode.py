@@ -65,8 +65,9 @@ def to_rgb8(data: bytes, *, exif_orientation: bool = False) -> torch.Tensor:
         return decode_pil(data, exif_orientation)
     try:
         # torchvision's libjpeg-turbo decoder: 0.28 ms for a 256x256 JPEG here, PIL 0.45 ms (one core).
-        return decode_jpeg(torch.frombuffer(bytearray(data), dtype=torch.uint8), mode=ImageReadMode.RGB,
-                           apply_exif_orientation=exif_orientation)
+        return decode_jpeg(
+            torch.frombuffer(bytearray(data), dtype=torch.uint8), mode=ImageReadMode.RGB, apply_exif_orientation=exif_orientation
+        )
     except (RuntimeError, ValueError) as tv_err:  # a damaged JPEG: Pillow says why too, or reads it anyway
         return decode_pil(data, exif_orientation, tv_err)
 

@@ -29,4 +29,3 @@ def listing(files: list[str], base: Path, mtimes: bool) -> str:
         stamp = f"\t{st.st_mtime_ns}" if mtimes else ""
         digest.update(f"{os.path.relpath(file, base)}\t{st.st_size}{stamp}\n".encode())
     return digest.hexdigest()
-

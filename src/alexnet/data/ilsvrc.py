@@ -71,12 +71,16 @@ def read_devkit(devkit: Path, extra_dir: Path | None = None) -> Devkit:
     """``extra_dir``: where a separately downloaded ground truth may sit (ILSVRC-2010's test labels)."""
     files = devkit_files(devkit)
     if extra_dir is not None:
-        files.update({p.name: p.read_bytes() for p in Path(extra_dir).iterdir() if GROUND_TRUTH.match(p.name) and p.name not in files})
+        files.update(
+            {p.name: p.read_bytes() for p in Path(extra_dir).iterdir() if GROUND_TRUTH.match(p.name) and p.name not in files}
+        )
     if "meta.mat" not in files:
         raise FileNotFoundError(f"{devkit}: no data/meta.mat in the devkit")
     by_id, names = parse_meta_mat(files["meta.mat"])
     ground_truth = {
-        GT_SPLIT[m.group(2)]: [int(v) for v in data.decode().split()] for name, data in files.items() if (m := GROUND_TRUTH.match(name))
+        GT_SPLIT[m.group(2)]: [int(v) for v in data.decode().split()]
+        for name, data in files.items()
+        if (m := GROUND_TRUTH.match(name))
     }
     return Devkit(sorted(names), names, by_id, ground_truth)
 
@@ -98,7 +102,9 @@ def train_records(archive: Path, devkit: Devkit, cache: CacheFolder) -> Records:
 def labelled_records(archive: Path, split: str, devkit: Devkit, cache: CacheFolder) -> Records:
     """val/test: flat JPEGs whose labels are the devkit's ground truth, line k = k-th file by name."""
     if split not in devkit.ground_truth:
-        raise FileNotFoundError(f"{archive}: no ILSVRC20xx_{'validation' if split == 'val' else split}_ground_truth.txt in the devkit or beside it")
+        raise FileNotFoundError(
+            f"{archive}: no ILSVRC20xx_{'validation' if split == 'val' else split}_ground_truth.txt in the devkit or beside it"
+        )
     truth = devkit.ground_truth[split]
     members = sorted(tarindex.cached_scan(archive, cache))
     if len(members) != len(truth):
@@ -106,6 +112,8 @@ def labelled_records(archive: Path, split: str, devkit: Devkit, cache: CacheFold
     index = {w: i for i, w in enumerate(devkit.wnids)}
     unknown = sorted({t for t in truth if t not in devkit.by_ilsvrc_id})
     if unknown:
-        raise ValueError(f"{archive}: the {split} ground truth uses ILSVRC ids {unknown[:5]} that meta.mat does not list as leaf synsets")
+        raise ValueError(
+            f"{archive}: the {split} ground truth uses ILSVRC ids {unknown[:5]} that meta.mat does not list as leaf synsets"
+        )
     labelled = [(name, offset, size, index[devkit.by_ilsvrc_id[t]]) for (name, offset, size), t in zip(members, truth)]
     return Records.of_members(devkit.wnids, str(archive), labelled)

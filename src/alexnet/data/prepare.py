@@ -128,8 +128,10 @@ def check_plan(out: Path, digest: str, src: Path) -> None:
     if path.exists():
         previous = json.loads(path.read_text())["fingerprint"]
         if previous != digest:
-            raise SystemExit(f"{out} holds a store prepared from another source or with other options (its {PLAN} differs): "
-                             f"choose a new OUT folder or delete {out}")
+            raise SystemExit(
+                f"{out} holds a store prepared from another source or with other options (its {PLAN} differs): "
+                f"choose a new OUT folder or delete {out}"
+            )
     else:
         out.mkdir(parents=True, exist_ok=True)
         write_json(path, {"fingerprint": digest, "source": str(src)})
@@ -144,10 +146,21 @@ def remove_leftovers(out: Path, splits: list[str]) -> None:
 
 def run_pool(pending: list[dict], workers: int, console: Console) -> None:
     total = sum(len(s["items"]) for s in pending)
-    columns = (TextColumn("[bold]prepare"), BarColumn(), MofNCompleteColumn(), TextColumn("images"), TimeElapsedColumn(), TimeRemainingColumn())
+    columns = (
+        TextColumn("[bold]prepare"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("images"),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+    )
     # fork, before the progress bar starts its thread: no thread is copied into a worker, and
     # a worker starts at once (spawn re-imports torch in each: 5-10 s on this 2-core machine).
-    pool = multiprocessing.get_context("fork").Pool(workers, initializer=torch.set_num_threads, initargs=(1,)) if workers > 1 else None
+    pool = (
+        multiprocessing.get_context("fork").Pool(workers, initializer=torch.set_num_threads, initargs=(1,))
+        if workers > 1
+        else None
+    )
     try:
         with Progress(*columns, console=console) as progress:
             bar = progress.add_task("images", total=total)
@@ -159,8 +172,17 @@ def run_pool(pending: list[dict], workers: int, console: Console) -> None:
             pool.terminate()
 
 
-def prepare(src: Path, out: Path, splits: list[str] | None = None, workers: int | None = None, shard_size: int = 1000,
-            resize: int = 256, quality: int = 90, seed: int = 0, console: Console | None = None) -> dict:
+def prepare(
+    src: Path,
+    out: Path,
+    splits: list[str] | None = None,
+    workers: int | None = None,
+    shard_size: int = 1000,
+    resize: int = 256,
+    quality: int = 90,
+    seed: int = 0,
+    console: Console | None = None,
+) -> dict:
     src, out = Path(src), Path(out)
     console = console or Console()
     source = open_source(src, cache_dir=out / ".cache")
@@ -172,22 +194,38 @@ def prepare(src: Path, out: Path, splits: list[str] | None = None, workers: int 
     for split, r in records.items():
         if r.classes != classes:
             raise SystemExit(f"{src}: the '{split}' classes differ from the '{splits[0]}' classes")
-    shards = [dict(s, resize=resize, quality=quality) for split in splits for s in plan_split(split, records[split], out, shard_size, seed)]
+    shards = [
+        dict(s, resize=resize, quality=quality)
+        for split in splits
+        for s in plan_split(split, records[split], out, shard_size, seed)
+    ]
     options = {"resize": resize, "quality": quality, "shard_size": shard_size, "seed": seed, "splits": splits}
     check_plan(out, fingerprint(shards, options), src)
     for split in splits:
         (out / split).mkdir(parents=True, exist_ok=True)
     remove_leftovers(out, splits)
     pending = [s for s in shards if not Path(s["tar"]).with_suffix(".json").exists()]
-    console.print(f"{src} ({source.kind}): {sum(len(r) for r in records.values())} images in {', '.join(splits)}; "
-                  f"{len(shards) - len(pending)} of {len(shards)} shards already done")
+    console.print(
+        f"{src} ({source.kind}): {sum(len(r) for r in records.values())} images in {', '.join(splits)}; "
+        f"{len(shards) - len(pending)} of {len(shards)} shards already done"
+    )
     run_pool(pending, workers or os.cpu_count() or 1, console)
     summary = verify_store(out, splits, {split: len(r) for split, r in records.items()}, classes, shard_size)
     write_manifest(out, splits, summary)
-    index = {"format": FORMAT, "version": VERSION, "resize": resize, "quality": quality, "source": str(src), "source_kind": source.kind,
-             "classes": classes, "names": source.names_of(classes),
-             "splits": {split: {**{k: v for k, v in s.items() if k != "unreadable_list"},
-                                "source": source_files(records[split], src)} for split, s in summary.items()}}
+    index = {
+        "format": FORMAT,
+        "version": VERSION,
+        "resize": resize,
+        "quality": quality,
+        "source": str(src),
+        "source_kind": source.kind,
+        "classes": classes,
+        "names": source.names_of(classes),
+        "splits": {
+            split: {**{k: v for k, v in s.items() if k != "unreadable_list"}, "source": source_files(records[split], src)}
+            for split, s in summary.items()
+        },
+    }
     write_json(out / INDEX, index)  # last: its presence means complete and verified
     return index
 
@@ -235,7 +273,9 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     console = Console()
     try:
-        index = prepare(args.src, args.out, args.splits, args.workers, args.shard_size, args.resize, args.quality, console=console)
+        index = prepare(
+            args.src, args.out, args.splits, args.workers, args.shard_size, args.resize, args.quality, console=console
+        )
     except (FileNotFoundError, ValueError) as err:
         console.print(f"[red]prepare: {err}")
         sys.exit(ExitCode.CONFIG_ERROR)

@@ -25,8 +25,10 @@ def read_names(root: Path) -> dict[str, str]:
     for name in NAME_FILES:
         path = Path(root) / name
         if path.is_file():
-            return {parts[0]: parts[1].strip() if len(parts) > 1 else parts[0]
-                    for parts in (line.split(maxsplit=1) for line in path.read_text().splitlines() if line.strip())}
+            return {
+                parts[0]: parts[1].strip() if len(parts) > 1 else parts[0]
+                for parts in (line.split(maxsplit=1) for line in path.read_text().splitlines() if line.strip())
+            }
     return {}
 
 
@@ -93,7 +95,9 @@ class ArchiveSource:
         self.archives = ilsvrc.find_archives(self.root)
         devkit = ilsvrc.find_devkit(self.root)
         if devkit is None:
-            raise FileNotFoundError(f"data.root: {self.root} has ILSVRC archives but no devkit (ILSVRC20xx_devkit*.tar.gz or folder)")
+            raise FileNotFoundError(
+                f"data.root: {self.root} has ILSVRC archives but no devkit (ILSVRC20xx_devkit*.tar.gz or folder)"
+            )
         self.devkit = ilsvrc.read_devkit(devkit, extra_dir=self.root)
 
     def splits(self) -> list[str]:
@@ -101,7 +105,9 @@ class ArchiveSource:
 
     def archive(self, split: str) -> Path:
         if split not in self.archives:
-            raise FileNotFoundError(f"data.root: no ILSVRC20xx_img_{split}.tar in {self.root} (found: {', '.join(self.archives) or 'none'})")
+            raise FileNotFoundError(
+                f"data.root: no ILSVRC20xx_img_{split}.tar in {self.root} (found: {', '.join(self.archives) or 'none'})"
+            )
         return self.archives[split]
 
     def classes(self, split: str) -> list[str]:

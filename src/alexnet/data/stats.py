@@ -21,8 +21,9 @@ def stats_name(split: str, resize: int, max_images: int, classes: list[str], fil
     return f".stats_{split}_{resize}px_{max_images}_{digest}.pt"
 
 
-def compute_stats(dataset: Dataset, max_images: int, num_workers: int = 0, collate_fn=None,
-                  unreadable: UnreadableCounter | None = None) -> dict[str, torch.Tensor]:
+def compute_stats(
+    dataset: Dataset, max_images: int, num_workers: int = 0, collate_fn=None, unreadable: UnreadableCounter | None = None
+) -> dict[str, torch.Tensor]:
     """Mean image (3, R, R) on the 0..255 scale, and eigval/eigvec of the 3x3 RGB covariance
     on the 0..1 scale (the convention of the published ImageNet constants).
 
@@ -62,8 +63,18 @@ def compute_stats(dataset: Dataset, max_images: int, num_workers: int = 0, colla
     }
 
 
-def load_or_compute(dataset: Dataset, classes: list[str], files_fingerprint: str, cache: CacheFolder, split: str, resize: int,
-                    max_images: int, num_workers: int = 0, collate_fn=None, unreadable: UnreadableCounter | None = None) -> dict:
+def load_or_compute(
+    dataset: Dataset,
+    classes: list[str],
+    files_fingerprint: str,
+    cache: CacheFolder,
+    split: str,
+    resize: int,
+    max_images: int,
+    num_workers: int = 0,
+    collate_fn=None,
+    unreadable: UnreadableCounter | None = None,
+) -> dict:
     """The cached statistics of ``dataset`` (``classes`` and ``files_fingerprint`` identify it), else computed and cached."""
     name = stats_name(split, resize, max_images, classes, files_fingerprint)
     for path in cache.existing(name):

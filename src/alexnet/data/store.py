@@ -104,10 +104,13 @@ def check_prepared_from(store: StoreSource, source, splits: list[str]) -> None:
             lacking, extra = sorted(set(theirs) - set(ours)), sorted(set(ours) - set(theirs))
             what = "the same classes in another order"
             if lacking or extra:
-                what = (f"{len(lacking)} classes of data.root missing from the store ({few(lacking)}), "
-                        f"{len(extra)} in the store that data.root lacks ({few(extra)})")
-            raise ValueError(f"data.root: the store {store.root} was prepared from other classes than {source.root} holds: "
-                             f"{what}; {rerun}")
+                what = (
+                    f"{len(lacking)} classes of data.root missing from the store ({few(lacking)}), "
+                    f"{len(extra)} in the store that data.root lacks ({few(extra)})"
+                )
+            raise ValueError(
+                f"data.root: the store {store.root} was prepared from other classes than {source.root} holds: {what}; {rerun}"
+            )
     for split in splits:
         recorded = store.split(split).get("source")
         if recorded is None:
@@ -115,8 +118,10 @@ def check_prepared_from(store: StoreSource, source, splits: list[str]) -> None:
             return
         files = source.files(split)
         if fingerprint.listing(files, source.root, mtimes=False) != recorded["fingerprint"]:
-            raise ValueError(f"data.root: the store {store.root} was prepared from other '{split}' images than {source.root} "
-                             f"holds now ({recorded['files']} files then, {len(set(files))} now, or other names or sizes); {rerun}")
+            raise ValueError(
+                f"data.root: the store {store.root} was prepared from other '{split}' images than {source.root} "
+                f"holds now ({recorded['files']} files then, {len(set(files))} now, or other names or sizes); {rerun}"
+            )
 
 
 def few(names: list[str], n: int = 5) -> str:

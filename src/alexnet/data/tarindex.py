@@ -25,7 +25,9 @@ def scan(path: Path, nested: bool = False) -> list[Member]:
             if nested and m.name.endswith(".tar"):
                 stem = Path(m.name).stem
                 with tarfile.open(fileobj=outer.extractfile(m), mode="r:") as inner:
-                    members += [(f"{stem}/{Path(i.name).name}", m.offset_data + i.offset_data, i.size) for i in inner if i.isfile()]
+                    members += [
+                        (f"{stem}/{Path(i.name).name}", m.offset_data + i.offset_data, i.size) for i in inner if i.isfile()
+                    ]
             else:
                 members.append((m.name, m.offset_data, m.size))
     return members
