@@ -1,0 +1,127 @@
+"""torchrun as the launcher: every rank runs train.py's Hydra main itself (Lightning detects
+TorchElastic and starts no process of its own), yet one job writes one run folder, named after
+the job and not the clock, with one config record and one summary.json, and a log per rank."""
+
+import json
+import os
+import re
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from conftest import ROOT, with_eager_lrn
+from hydra import compose, initialize_config_dir
+from longrun import TINY, checkpoint, prepare
+
+from alexnet.launch import run_id
+from alexnet.paths import register_resolvers
+
+TORCHRUN_ENV = ("TORCHELASTIC_RUN_ID", "MASTER_ADDR", "MASTER_PORT", "RANK", "SLURM_JOB_ID", "SLURM_ARRAY_JOB_ID")
+
+
+@pytest.fixture
+def env(monkeypatch):
+    for key in (*TORCHRUN_ENV, run_id.RUN_ID, run_id.RUN_NAME):
+        monkeypatch.delenv(key, raising=False)
+    return monkeypatch
+
+
+def test_the_folder_is_named_after_the_torchrun_job_not_the_process_or_clock(env):
+    assert run_id.run_name() is None and run_id.run_id() == f"pid{os.getpid()}"  # plain python train.py
+    env.setenv("RANK", "1")  # a rank Lightning started: train.py's command line already says its part
+    assert run_id.rank_overrides("train") == []
+
+    env.setenv("SLURM_JOB_ID", "77")  # torchrun inside a SLURM job: the nodes' clocks still differ
+    env.setenv("MASTER_ADDR", "10.1.2.3")
+    env.setenv("MASTER_PORT", "29500")
+    env.setenv("TORCHELASTIC_RUN_ID", "3f2a-uuid")  # --rdzv-id, or the uuid of --standalone
+    assert run_id.run_name() == "torchrun_3f2a-uuid"
+    assert run_id.rank_overrides("train") == ["hydra.output_subdir=null", "hydra.job.name=train_rank1"]
+    env.setenv("RANK", "0")
+    assert run_id.rank_overrides("train") == []
+    env.setenv("TORCHELASTIC_RUN_ID", "none")  # no --rdzv-id: the rendezvous address
+    assert run_id.run_name() == "torchrun_10.1.2.3-29500"
+    env.setenv("TORCHELASTIC_RUN_ID", "team/job 5")
+    assert run_id.run_name() == "torchrun_team-job-5"
+
+    register_resolvers()
+    for name, expected in ((None, r"\d{4}-\d\d-\d\d_\d\d-\d\d-\d\d_local"), ("torchrun_abc", "torchrun_abc")):
+        if name:
+            env.setenv(run_id.RUN_NAME, name)
+        with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
+            cfg = compose("train", ["paths.log_dir=/logs"], return_hydra_config=True)
+        assert Path(str(cfg.hydra.run.dir)).parent == Path("/logs/runs")
+        assert Path(str(cfg.hydra.sweep.dir)).parent == Path("/logs/multiruns")
+        for folder in (cfg.hydra.run.dir, cfg.hydra.sweep.dir):
+            assert re.fullmatch(expected, Path(str(folder)).name), folder
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def torchrun(*args: str, cwd: Path, log: Path) -> subprocess.Popen:
+    env = {k: v for k, v in os.environ.items() if k not in (run_id.RUN_ID, run_id.RUN_NAME) and not k.startswith("SLURM_")}
+    env.update(PYTHONUNBUFFERED="1", OMP_NUM_THREADS="1")
+    with open(log, "w") as out:
+        argv = [sys.executable, "-m", "torch.distributed.run", *args]
+        return subprocess.Popen(with_eager_lrn(argv), cwd=cwd, env=env, stdout=out, stderr=subprocess.STDOUT)
+
+
+def one_folder(logs: Path) -> Path:
+    """The only run folder under LOGS, checked to hold one job's record, written by rank 0 alone."""
+    (run,) = (logs / "runs").iterdir()
+    assert run.name.startswith("torchrun_"), run
+    assert [p.relative_to(logs) for p in logs.rglob(".hydra")] == [run.relative_to(logs) / ".hydra"]
+    assert [p.relative_to(logs) for p in logs.rglob("summary.json")] == [run.relative_to(logs) / "summary.json"]
+    assert json.loads((run / "summary.json").read_text())["status"] == "finished"
+    assert checkpoint(run / "checkpoints" / "last.ckpt")["global_step"] == 2
+    assert "GLOBAL_RANK: 1" in (run / "train_rank1.log").read_text()  # rank 1 logs, into a file of its own
+    assert (run / "train.log").exists() and not (run / "train_rank0.log").exists()
+    return run
+
+
+TRAIN = [*TINY, "trainer.max_epochs=1", "+trainer.limit_train_batches=2"]
+
+
+def test_two_ranks_on_one_node_write_one_run_folder(tmp_path):
+    prepare(tmp_path / "data")
+    logs = tmp_path / "outputs"
+    args = ["--standalone", "--nproc_per_node=2", str(ROOT / "train.py"), "trainer=ddp_cpu"]
+    proc = torchrun(*args, f"data.root={tmp_path / 'data'}", *TRAIN, f"paths.log_dir={logs}", cwd=ROOT, log=tmp_path / "log")
+    assert proc.wait(timeout=300) == 0, (tmp_path / "log").read_text()[-4000:]
+    one_folder(logs)
+
+
+def test_two_agents_as_two_nodes_write_one_run_folder(tmp_path):
+    """Two torchrun agents, as on two nodes: one process each, a c10d rendezvous on 127.0.0.1 and
+    no --rdzv-id; the second starts seconds later from another folder, with the same log_dir."""
+    prepare(tmp_path / "data")
+    logs, endpoint = tmp_path / "outputs", f"127.0.0.1:{free_port()}"
+    agents = []
+    for node in (0, 1):
+        cwd = tmp_path / f"node{node}"
+        cwd.mkdir()
+        args = [
+            "--nnodes=2",
+            f"--node_rank={node}",
+            "--nproc_per_node=1",
+            "--rdzv-backend=c10d",
+            f"--rdzv-endpoint={endpoint}",
+            str(ROOT / "train.py"),
+            "trainer=ddp_cpu",
+            "trainer.devices=1",
+            "+trainer.num_nodes=2",
+        ]
+        overrides = [f"data.root={tmp_path / 'data'}", *TRAIN, f"paths.log_dir={logs}"]
+        agents.append(torchrun(*args, *overrides, cwd=cwd, log=tmp_path / f"log{node}"))
+        time.sleep(5 if node == 0 else 0)
+    codes = [agent.wait(timeout=300) for agent in agents]
+    assert codes == [0, 0], "\n".join((tmp_path / f"log{n}").read_text()[-3000:] for n in (0, 1))
+    one_folder(logs)
+    assert not any((tmp_path / f"node{n}" / "outputs").exists() for n in (0, 1))
