@@ -59,6 +59,25 @@ def test_the_folder_is_named_after_the_torchrun_job_not_the_process_or_clock(env
             assert re.fullmatch(expected, Path(str(folder)).name), folder
 
 
+def test_a_trainer_that_does_not_fit_torchruns_world_is_one_config_error(env):
+    import lightning as L
+
+    from alexnet.errors import ConfigError
+    from alexnet.training.ddp import check_world_size
+
+    for key, value in dict(TORCHELASTIC_RUN_ID="x", WORLD_SIZE="2", RANK="0", LOCAL_RANK="0", GROUP_RANK="0").items():
+        env.setenv(key, value)
+    for devices, nodes in ((2, 1), (1, 2), (1, 1)):
+        trainer = L.Trainer(accelerator="cpu", devices=devices, num_nodes=nodes, strategy="ddp", logger=False)
+        if devices * nodes == 2:
+            check_world_size(trainer)
+            continue
+        with pytest.raises(
+            ConfigError, match=r"^trainer.devices: 1 per node x trainer.num_nodes=1 is not torchrun's world size 2"
+        ):
+            check_world_size(trainer)
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
