@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from conftest import ROOT, with_eager_lrn
 from hydra import compose, initialize_config_dir
-from longrun import TINY, checkpoint, prepare
+from longrun import SAME_GRADIENT, TINY, checkpoint, prepare, train_here
 
 from alexnet.launch import run_id
 from alexnet.paths import register_resolvers
@@ -92,17 +92,18 @@ def torchrun(*args: str, cwd: Path, log: Path) -> subprocess.Popen:
         return subprocess.Popen(with_eager_lrn(argv), cwd=cwd, env=env, stdout=out, stderr=subprocess.STDOUT)
 
 
-def one_folder(logs: Path) -> Path:
-    """The only run folder under LOGS, checked to hold one job's record, written by rank 0 alone."""
+def one_folder(logs: Path, steps: int) -> dict:
+    """The only run folder under LOGS, checked to hold one job's record, written by rank 0 alone; its summary."""
     (run,) = (logs / "runs").iterdir()
     assert run.name.startswith("torchrun_"), run
     assert [p.relative_to(logs) for p in logs.rglob(".hydra")] == [run.relative_to(logs) / ".hydra"]
     assert [p.relative_to(logs) for p in logs.rglob("summary.json")] == [run.relative_to(logs) / "summary.json"]
-    assert json.loads((run / "summary.json").read_text())["status"] == "finished"
-    assert checkpoint(run / "checkpoints" / "last.ckpt")["global_step"] == 2
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["status"] == "finished" and summary["run_dir"] == str(run)
+    assert checkpoint(run / "checkpoints" / "last.ckpt")["global_step"] == steps
     assert "GLOBAL_RANK: 1" in (run / "train_rank1.log").read_text()  # rank 1 logs, into a file of its own
     assert (run / "train.log").exists() and not (run / "train_rank0.log").exists()
-    return run
+    return summary
 
 
 TRAIN = [*TINY, "trainer.max_epochs=1", "+trainer.limit_train_batches=2"]
@@ -114,14 +115,16 @@ def test_two_ranks_on_one_node_write_one_run_folder(tmp_path):
     args = ["--standalone", "--nproc_per_node=2", str(ROOT / "train.py"), "trainer=ddp_cpu"]
     proc = torchrun(*args, f"data.root={tmp_path / 'data'}", *TRAIN, f"paths.log_dir={logs}", cwd=ROOT, log=tmp_path / "log")
     assert proc.wait(timeout=300) == 0, (tmp_path / "log").read_text()[-4000:]
-    one_folder(logs)
+    one_folder(logs, steps=2)
 
 
-def test_two_agents_as_two_nodes_write_one_run_folder(tmp_path):
+def test_two_agents_as_two_nodes_write_one_run_folder_and_match_one_process(tmp_path):
     """Two torchrun agents, as on two nodes: one process each, a c10d rendezvous on 127.0.0.1 and
-    no --rdzv-id; the second starts seconds later from another folder, with the same log_dir."""
-    prepare(tmp_path / "data")
+    no --rdzv-id; the second starts seconds later from another folder, with the same log_dir.
+    They train one job, as one process trains it (the gradient of one global batch, tests/test_ddp.py)."""
+    prepare(tmp_path / "data", "data.resize=67")
     logs, endpoint = tmp_path / "outputs", f"127.0.0.1:{free_port()}"
+    job = [f"data.root={tmp_path / 'data'}", *TINY, "trainer.max_epochs=2", *SAME_GRADIENT]
     agents = []
     for node in (0, 1):
         cwd = tmp_path / f"node{node}"
@@ -137,10 +140,15 @@ def test_two_agents_as_two_nodes_write_one_run_folder(tmp_path):
             "trainer.devices=1",
             "+trainer.num_nodes=2",
         ]
-        overrides = [f"data.root={tmp_path / 'data'}", *TRAIN, f"paths.log_dir={logs}"]
-        agents.append(torchrun(*args, *overrides, cwd=cwd, log=tmp_path / f"log{node}"))
+        agents.append(torchrun(*args, *job, f"paths.log_dir={logs}", cwd=cwd, log=tmp_path / f"log{node}"))
         time.sleep(5 if node == 0 else 0)
     codes = [agent.wait(timeout=300) for agent in agents]
     assert codes == [0, 0], "\n".join((tmp_path / f"log{n}").read_text()[-3000:] for n in (0, 1))
-    one_folder(logs)
+    two_nodes = one_folder(logs, steps=2)
     assert not any((tmp_path / f"node{n}" / "outputs").exists() for n in (0, 1))
+
+    one = train_here(tmp_path / "one", *job, "trainer=cpu")
+    for key in ("train/loss", "val/loss"):
+        assert two_nodes[key] == pytest.approx(one[key], rel=1e-5), key
+    for key in ("val/top1_err", "val/top5_err", "train/top1_err"):
+        assert two_nodes[key] == one[key], key
