@@ -1,18 +1,24 @@
 """Networks, LRNs and data modules for tests, built from the composed config: conf/ owns every
 value, a test names only what it changes."""
 
-from functools import lru_cache
+import copy
+import functools
+from pathlib import Path
+
+from conftest import compose_train
+from hydra.utils import instantiate
+from omegaconf import DictConfig
 
 from alexnet.models import AlexNet, LocalResponseNorm
-from alexnet.training.config import build_data, node
+from alexnet.training.config import as_dict
 
 PAPER = ("experiment=alexnet_paper",)  # the paper's net: 1000 classes, 227x227 crops
 SMALL = ("experiment=alexnet_paper", "data=synthetic")  # the paper's net on the synthetic data's 10 classes and crops
 
 
-@lru_cache
+@functools.cache
 def composed_model(overrides: tuple[str, ...]) -> dict:
-    return node("model", *overrides)
+    return as_dict(compose_train(*overrides), "model")
 
 
 def model_args(*overrides: str, **args) -> dict:
@@ -47,6 +53,20 @@ def lrn(**args) -> LocalResponseNorm:
     return LocalResponseNorm(**lrn_args(**args))
 
 
-def image_folder(root, **args):
-    """conf/data/imagefolder.yaml's data module reading ``root``, ``args`` replacing node values."""
-    return build_data("data=imagefolder", root=str(root), **args)
+@functools.cache
+def composed_data(data: str) -> DictConfig:
+    return compose_train(f"data={data}", "data.root=unset")
+
+
+def data_node(root: str | Path, data: str = "imagefolder", **overrides) -> DictConfig:
+    """conf/data/DATA with ROOT and OVERRIDES (Python values, None for null) in place."""
+    cfg = copy.deepcopy(composed_data(data))
+    cfg.data.root = str(root)
+    for key, value in overrides.items():
+        cfg.data[key] = value
+    return cfg.data
+
+
+def data_module(root: str | Path, data: str = "imagefolder", **overrides):
+    """The data module ``data=DATA data.root=ROOT data.KEY=VALUE...`` builds."""
+    return instantiate(data_node(root, data, **overrides))

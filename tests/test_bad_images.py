@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from composed import data_module
+from builders import data_module
 from longrun import train_here
 
 from alexnet.data import synthetic

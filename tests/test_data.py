@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from composed import data_module
+from builders import data_module
 from PIL import Image
 
 from alexnet.data import synthetic

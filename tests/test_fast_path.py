@@ -8,7 +8,7 @@ from pathlib import Path
 import lightning as L
 import pytest
 import torch
-from composed import model_node
+from builders import model_args
 from conftest import OPTIM, compose_train
 from torch.nn import functional as F
 
@@ -17,7 +17,7 @@ from alexnet.training.module import LitAlexNet
 
 # The paper's init (the demo's is Caffe's) on the synthetic set's 10 classes and 67-pixel crops,
 # the LRN as one compiled loop as a CPU run has it; no dropout: both paths see the same network.
-MODEL = model_node("model.init=paper", "model.dropout=0", "model.lrn_compiled=true")
+MODEL = model_args("model.init=paper", "model.dropout=0", "model.lrn_compiled=true")
 
 
 def loss_and_grads(module: LitAlexNet, x: torch.Tensor, y: torch.Tensor, autocast: bool = False):

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from composed import data_module
+from builders import data_module
 from conftest import SHARED_DATA
 from PIL import Image
 

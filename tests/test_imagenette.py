@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from composed import data_module, model_node
+from builders import data_module, model_args
 from conftest import OPTIM, SHARED_DATA
 from longrun import train_here
 
@@ -113,7 +113,7 @@ def test_ten_crop_prediction_averages_the_softmax_of_the_ten_views(imagenette, p
     from alexnet.training.module import LitAlexNet
 
     torch.manual_seed(0)
-    module = LitAlexNet(model=model_node(f"data.crop_size={CROP}"), optim=OPTIM).eval()
+    module = LitAlexNet(model=model_args(f"data.crop_size={CROP}"), optim=OPTIM).eval()
     assert module.net.num_classes == 10
     ten = imagenette.augment.eval_batch(photos[:4], crops=10)
     with torch.no_grad():

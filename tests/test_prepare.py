@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import torch
 import webdataset as wds
-from composed import data_module
+from builders import data_module
 from conftest import ROOT
 from test_ilsvrc import build_archives, sample_photos, shared_photos  # noqa: F401 - a fixture
 
