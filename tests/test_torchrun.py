@@ -92,30 +92,41 @@ def torchrun(*args: str, cwd: Path, log: Path) -> subprocess.Popen:
         return subprocess.Popen(with_eager_lrn(argv), cwd=cwd, env=env, stdout=out, stderr=subprocess.STDOUT)
 
 
-def one_folder(logs: Path, steps: int) -> dict:
-    """The only run folder under LOGS, checked to hold one job's record, written by rank 0 alone; its summary."""
-    (run,) = (logs / "runs").iterdir()
-    assert run.name.startswith("torchrun_"), run
-    assert [p.relative_to(logs) for p in logs.rglob(".hydra")] == [run.relative_to(logs) / ".hydra"]
-    assert [p.relative_to(logs) for p in logs.rglob("summary.json")] == [run.relative_to(logs) / "summary.json"]
-    summary = json.loads((run / "summary.json").read_text())
-    assert summary["status"] == "finished" and summary["run_dir"] == str(run)
-    assert checkpoint(run / "checkpoints" / "last.ckpt")["global_step"] == steps
-    assert "GLOBAL_RANK: 1" in (run / "train_rank1.log").read_text()  # rank 1 logs, into a file of its own
-    assert (run / "train.log").exists() and not (run / "train_rank0.log").exists()
-    return summary
+def job_records(logs: Path, jobs: list[Path], steps: int) -> list[dict]:
+    """The JOBS' folders hold every .hydra/ and summary.json under LOGS (rank 0's alone), a finished
+    run each, its checkpoint and rank 1's log; their summaries."""
+    assert sorted(p.relative_to(logs) for p in logs.rglob(".hydra")) == [j.relative_to(logs) / ".hydra" for j in jobs]
+    assert sorted(p.relative_to(logs) for p in logs.rglob("summary.json")) == [j.relative_to(logs) / "summary.json" for j in jobs]
+    summaries = []
+    for job in jobs:
+        summary = json.loads((job / "summary.json").read_text())
+        assert summary["status"] == "finished" and summary["run_dir"] == str(job)
+        assert checkpoint(job / "checkpoints" / "last.ckpt")["global_step"] == steps
+        assert "[rank: 1]" in (job / "train_rank1.log").read_text()  # rank 1 logs, into a file of its own
+        assert (job / "train.log").exists() and not (job / "train_rank0.log").exists()
+        summaries.append(summary)
+    return summaries
 
 
-TRAIN = [*TINY, "trainer.max_epochs=1", "+trainer.limit_train_batches=2"]
+def only_folder(parent: Path) -> Path:
+    """The one folder in PARENT, named after the torchrun job."""
+    (folder,) = parent.iterdir()
+    assert folder.name.startswith("torchrun_"), folder
+    return folder
 
 
-def test_two_ranks_on_one_node_write_one_run_folder(tmp_path):
+def test_two_ranks_on_one_node_write_one_sweep_folder_and_one_folder_per_job(tmp_path):
+    """A multirun of two jobs: both ranks run the sweep, into one folder; the second job runs in
+    the process group of the first (a new group on torchrun's store would not connect)."""
     prepare(tmp_path / "data")
     logs = tmp_path / "outputs"
-    args = ["--standalone", "--nproc_per_node=2", str(ROOT / "train.py"), "trainer=ddp_cpu"]
-    proc = torchrun(*args, f"data.root={tmp_path / 'data'}", *TRAIN, f"paths.log_dir={logs}", cwd=ROOT, log=tmp_path / "log")
+    job = [f"data.root={tmp_path / 'data'}", *TINY, "trainer.max_epochs=1", "+trainer.limit_train_batches=2"]
+    args = ["--standalone", "--nproc_per_node=2", str(ROOT / "train.py"), "-m", "seed=0,1", "trainer=ddp_cpu"]
+    proc = torchrun(*args, *job, f"paths.log_dir={logs}", cwd=ROOT, log=tmp_path / "log")
     assert proc.wait(timeout=300) == 0, (tmp_path / "log").read_text()[-4000:]
-    one_folder(logs, steps=2)
+    sweep = only_folder(logs / "multiruns")
+    assert sorted(p.name for p in sweep.iterdir() if p.is_dir()) == ["0", "1"]  # none per rank
+    job_records(logs, [sweep / "0", sweep / "1"], steps=2)
 
 
 def test_two_agents_as_two_nodes_write_one_run_folder_and_match_one_process(tmp_path):
@@ -144,7 +155,7 @@ def test_two_agents_as_two_nodes_write_one_run_folder_and_match_one_process(tmp_
         time.sleep(5 if node == 0 else 0)
     codes = [agent.wait(timeout=300) for agent in agents]
     assert codes == [0, 0], "\n".join((tmp_path / f"log{n}").read_text()[-3000:] for n in (0, 1))
-    two_nodes = one_folder(logs, steps=2)
+    (two_nodes,) = job_records(logs, [only_folder(logs / "runs")], steps=2)
     assert not any((tmp_path / f"node{n}" / "outputs").exists() for n in (0, 1))
 
     one = train_here(tmp_path / "one", *job, "trainer=cpu")

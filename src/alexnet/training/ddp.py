@@ -62,13 +62,18 @@ def check_world_size(trainer) -> None:
 
 @contextlib.contextmanager
 def job_scope():
-    """Leaves the process as it found it: DDP environment variables and no process group."""
+    """Leaves the process as it found it: DDP environment variables and no process group.
+
+    Under torchrun the group is kept for the next job of a multirun (Lightning takes an existing
+    one): its ranks and store are torchrun's, and a second group on that store finds the first
+    one's stale addresses and fails to connect."""
     saved = {key: os.environ.get(key) for key in DDP_ENV}
     started = torch.distributed.is_available() and torch.distributed.is_initialized()
     try:
         yield
     finally:
-        if not started and torch.distributed.is_available() and torch.distributed.is_initialized():
+        torchrun = TorchElasticEnvironment.detect()
+        if not (started or torchrun) and torch.distributed.is_available() and torch.distributed.is_initialized():
             torch.distributed.destroy_process_group()
         for key, value in saved.items():
             if value is None:
