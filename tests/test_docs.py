@@ -12,6 +12,8 @@ How a command is checked, by its program (nothing trains, nothing is written to 
   run as below.
 - python eval.py | predict.py | scripts/X.py | -m MODULE ARGS, wandb CMD ARGS: in one subprocess
   (tests/docs_cli.py), each program's own parser takes ARGS and the program stops there.
+- torchrun OPTIONS train.py OVERRIDES: torchrun's own parser takes OPTIONS and the script (as
+  `python -m torch.distributed.run` does), and OVERRIDES compose and validate as train.py's.
 - bash X.sh / X.sh ARGS: the script exists and `bash -n` parses it. make TARGET: `make -n TARGET`.
 - Anything else, or a command that must not run here (make train trains for minutes), names its
   variant on a line right above its block, `<!-- test: COMMAND => VARIANT -->`: the variant runs
@@ -123,7 +125,18 @@ def documented_commands() -> tuple[list[Command], list[str]]:
                     commands.append(Command(where, words, shlex.split(variant) if variant else None))
                 joined = ""
             stale += [f"{path.relative_to(ROOT)}:{first}: {c}" for c in variants if c not in used]
-    return [classify(c) for c in commands], stale
+    return [part for c in commands for part in torchrun_parts(classify(c))], stale
+
+
+def torchrun_parts(command: Command) -> list[Command]:
+    """torchrun OPTIONS train.py OVERRIDES: its launcher options (a cli check) and its job (a compose check)."""
+    words = command.words
+    if command.kind or words[0] != "torchrun" or "train.py" not in words:
+        return [command]
+    script = words.index("train.py")
+    launcher = Command(command.where, words, kind="cli", args=["-m", "torch.distributed.run", *words[1:]])
+    job = Command(command.where, ["python", *words[script:]], kind="compose", args=words[script + 1 :])
+    return [launcher, job]
 
 
 def is_python(word: str) -> bool:

@@ -96,6 +96,7 @@ def run(cfg: DictConfig) -> dict:
         default_root_dir=str(out),
         plugins=[AtomicCheckpointIO()],
     )
+    ddp.check_world_size(trainer)  # torchrun: its processes, not Lightning's, make the world
     ckpt_path = resolve(cfg.get("ckpt_path"), last_checkpoint_path(trainer).parent)
     if ckpt_path:  # fail now, naming the file, rather than deep inside Lightning's restore
         resumed = load(ckpt_path)
