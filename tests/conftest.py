@@ -1,9 +1,21 @@
+import contextlib
+import io
+import logging
 import os
+import random
+import signal
 import subprocess
 import sys
+import warnings
 from pathlib import Path
 
+import numpy as np
 import pytest
+import torch
+from hydra import compose, initialize_config_dir
+from hydra.core.global_hydra import GlobalHydra
+from hydra.core.utils import JobStatus, run_job
+from hydra.types import HydraContext
 
 from alexnet.training.config import compose_train, paper_optim  # noqa: F401 (compose_train: for the tests)
 
@@ -29,17 +41,170 @@ ONE_BATCH = [
 OPTIM = paper_optim()  # conf/train.yaml's optim node, for LitAlexNet's built outside a run
 
 
-def run_train(*args: str, cwd: Path = ROOT, timeout: int = 600, check: bool = True, script: str = "train.py"):
-    """`python train.py ARGS` in a real subprocess; returns the CompletedProcess."""
-    env = {**os.environ, "PYTHONUNBUFFERED": "1", "COLUMNS": "120"}
+def run_train(
+    *args: str, cwd: Path = ROOT, timeout: int = 600, check: bool = True, script: str = "train.py", env: dict | None = None
+):
+    """`python train.py ARGS` in a real subprocess; returns the CompletedProcess. For what is about
+    the process: the command line, exit codes, signals, several processes at once."""
+    env = {**(os.environ if env is None else env), "PYTHONUNBUFFERED": "1", "COLUMNS": "120"}
     proc = subprocess.run(
         [sys.executable, str(ROOT / script), *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout
     )
     if check and proc.returncode != 0:
         raise AssertionError(
-            f"train.py {' '.join(args)} failed ({proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-5000:]}"
+            f"{script} {' '.join(args)} failed ({proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-5000:]}"
         )
     return proc
+
+
+# In-process runs. Starting `python train.py` costs ~10 s of imports per run on 2 cores, several
+# times what a tiny run trains; a run in this process costs only the run. What a run changes in
+# the process (seeds, signal handlers, logging, warning filters, torch settings, environment
+# variables, Hydra's globals) is put back afterwards, so no test sees another's leftovers.
+
+HANDLED_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGUSR1, signal.SIGUSR2)
+
+
+def process_state() -> dict:
+    """What a run can change in this process, in a form that compares equal when unchanged."""
+    loggers = {"": logging.getLogger()} | {
+        name: lg for name, lg in logging.Logger.manager.loggerDict.items() if isinstance(lg, logging.Logger)
+    }
+    return {
+        "environ": dict(os.environ),
+        "cwd": os.getcwd(),
+        "signals": {s: signal.getsignal(s) for s in HANDLED_SIGNALS},
+        "threads": torch.get_num_threads(),
+        "deterministic": (torch.are_deterministic_algorithms_enabled(), torch.is_deterministic_algorithms_warn_only_enabled()),
+        "cudnn": (torch.backends.cudnn.benchmark, torch.backends.cudnn.deterministic),
+        "matmul_precision": torch.get_float32_matmul_precision(),
+        "loggers": {
+            name: (lg.level, lg.propagate, lg.disabled, tuple(lg.handlers), tuple(lg.filters)) for name, lg in loggers.items()
+        },
+        "warnings": (tuple(warnings.filters), warnings.showwarning, logging._warnings_showwarning),
+        "hydra": GlobalHydra.instance().is_initialized(),
+    }
+
+
+def restore(state: dict) -> None:
+    os.environ.clear()
+    os.environ.update(state["environ"])
+    os.chdir(state["cwd"])
+    for signum, handler in state["signals"].items():
+        signal.signal(signum, handler)
+    torch.set_num_threads(state["threads"])
+    torch.use_deterministic_algorithms(state["deterministic"][0], warn_only=state["deterministic"][1])
+    torch.backends.cudnn.benchmark, torch.backends.cudnn.deterministic = state["cudnn"]
+    torch.set_float32_matmul_precision(state["matmul_precision"])
+    for name, (level, propagate, disabled, handlers, filters) in state["loggers"].items():
+        logger = logging.getLogger(name or None)
+        logger.setLevel(level)
+        logger.propagate, logger.disabled = propagate, disabled
+        logger.handlers[:], logger.filters[:] = handlers, filters
+    for name, logger in logging.Logger.manager.loggerDict.items():  # loggers made during the run
+        if isinstance(logger, logging.Logger) and name not in state["loggers"]:
+            logger.handlers.clear()
+    warnings.filters[:], warnings.showwarning, logging._warnings_showwarning = state["warnings"]
+    warnings._filters_mutated()
+    if not state["hydra"]:
+        GlobalHydra.instance().clear()
+
+
+@contextlib.contextmanager
+def process_kept():
+    """Runs the body, then puts the process back as it was (including the random generators)."""
+    state = process_state()
+    rng = (random.getstate(), np.random.get_state(), torch.get_rng_state())
+    try:
+        yield
+    finally:
+        restore(state)
+        random.setstate(rng[0])
+        np.random.set_state(rng[1])
+        torch.set_rng_state(rng[2])
+
+
+class InProcessRun:
+    """A finished in-process run: its folder, summary and the log lines it wrote (INFO and up)."""
+
+    def __init__(self, run_dir: Path, summary: dict, log: str):
+        self.dir, self.summary, self.log = run_dir, summary, log
+
+
+def train_in_process(run: Path, *overrides: str, job: str = "train") -> InProcessRun:
+    """`python train.py OVERRIDES hydra.run.dir=RUN` in this process: the same composed config and
+    Hydra's own job runner (the .hydra/ record, the run folder, HydraConfig for the overrides and
+    the experiment's name), without the interpreter start. Raises what the run raised (ConfigError,
+    RunStopped, ...) where train.py would print it and exit."""
+    from alexnet.training.run import train
+
+    with process_kept():
+        with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
+            cfg = compose("train", overrides=[*overrides, f"hydra.run.dir={run}"], return_hydra_config=True)
+        cfg.hydra.job.name = job
+        log, handler = io.StringIO(), logging.StreamHandler()
+        handler.stream = log
+        handler.setFormatter(logging.Formatter("[%(name)s][%(levelname)s] - %(message)s"))
+        root = logging.getLogger()
+        root.addHandler(handler)
+        root.setLevel(logging.INFO)
+        done = run_job(train, cfg, "hydra.run.dir", None, HydraContext(config_loader=None, callbacks=_no_callbacks()), False)
+    if done.status == JobStatus.FAILED:
+        raise done._return_value
+    return InProcessRun(Path(run), done._return_value, log.getvalue())
+
+
+def _no_callbacks():
+    """Hydra's job callbacks (conf/hydra: run folders, sweep report) are train.py's: none here."""
+    from hydra._internal.callbacks import Callbacks
+
+    return Callbacks(None)
+
+
+def wandb_offline_env(home: Path) -> dict:
+    """No W&B key, no reachable server, wandb's own folders under HOME: what a W&B run meets here."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("WANDB_")}
+    env["WANDB_BASE_URL"] = "http://127.0.0.1:9"  # the discard port: nothing listens
+    env["NETRC"] = str(home / "netrc")  # absent: no `wandb login` key either
+    for var in ("WANDB_CONFIG_DIR", "WANDB_CACHE_DIR", "WANDB_DATA_DIR", "WANDB_ARTIFACT_DIR"):
+        env[var] = str(home / var.lower())
+    return env
+
+
+@pytest.fixture(scope="session")
+def cli_run(tmp_path_factory):
+    """One `python train.py debug=fdr ...` (a fast dev run) through the real command line: its run
+    folder and its console, for the tests of the CLI's output (test_training, test_console)."""
+    tmp = tmp_path_factory.mktemp("cli")
+    run = tmp / "run"
+    proc = run_train(
+        "debug=fdr", f"data.root={tmp}/synthetic", "data.train_per_class=8", "data.val_per_class=4", f"hydra.run.dir={run}"
+    )
+    return run, proc
+
+
+@pytest.fixture(scope="session")
+def sweep(tmp_path_factory):
+    """One multirun through train.py with logger=wandb (offline), whose middle job has a bad value:
+    the jobs' folders (test_training), W&B grouping (test_wandb) and a sweep that goes on past a
+    failed job (bad_input/test_sweeps) are read from it."""
+    tmp = tmp_path_factory.mktemp("sweep")
+    folder = tmp / "sweep"
+    proc = run_train(
+        "-m",
+        "debug=fdr",
+        f"data.root={tmp}/synthetic",
+        "data.train_per_class=8",
+        "data.val_per_class=4",
+        "++figures=false",
+        "logger=wandb",
+        "logger.wandb.mode=offline",
+        "model.dropout=0.2,1.5,0.3",
+        f"hydra.sweep.dir={folder}",
+        check=False,
+        env=wandb_offline_env(tmp / "wandb-home"),
+    )
+    return folder, proc
 
 
 @pytest.fixture
