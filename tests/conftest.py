@@ -1,4 +1,5 @@
 import contextlib
+import importlib.util
 import io
 import logging
 import os
@@ -159,6 +160,14 @@ def _no_callbacks():
     from hydra._internal.callbacks import Callbacks
 
     return Callbacks(None)
+
+
+def script(name: str):
+    """A top-level script (eval.py, predict.py) as a module, to call its main(argv) in this process."""
+    spec = importlib.util.spec_from_file_location(name.removesuffix(".py") + "_cli", ROOT / name)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def wandb_offline_env(home: Path) -> dict:
