@@ -36,9 +36,14 @@ SAME_GRADIENT = [
 ]
 
 
+def toy(data_root: Path, epochs: int, *extra: str) -> list[str]:
+    """Overrides for a toy run: 80 synthetic images of 76 px cropped to 67, a few steps, no test."""
+    return [f"data.root={data_root}", *TINY, f"trainer.max_epochs={epochs}", *extra]
+
+
 def tiny(data_root: Path, run: Path, epochs: int, *extra: str) -> list[str]:
-    """train.py arguments for a toy run: 80 synthetic images of 76 px cropped to 67, a few steps, no test."""
-    return [f"data.root={data_root}", *TINY, f"trainer.max_epochs={epochs}", f"hydra.run.dir={run}", *extra]
+    """train.py arguments for a toy run (toy) in the run folder RUN."""
+    return [*toy(data_root, epochs), f"hydra.run.dir={run}", *extra]
 
 
 def prepare(data_root: Path, *overrides: str) -> None:
