@@ -132,24 +132,27 @@ class InProcessRun:
         self.dir, self.summary, self.log = run_dir, summary, log
 
 
-def train_in_process(run: Path, *overrides: str, job: str = "train") -> InProcessRun:
+def train_in_process(run: Path, *overrides: str, task=None) -> InProcessRun:
     """`python train.py OVERRIDES hydra.run.dir=RUN` in this process: the same composed config and
     Hydra's own job runner (the .hydra/ record, the run folder, HydraConfig for the overrides and
     the experiment's name), without the interpreter start. Raises what the run raised (ConfigError,
-    RunStopped, ...) where train.py would print it and exit."""
+    RunStopped, ...) where train.py would print it and exit. TASK: what train.py's main calls
+    (alexnet.launch.job.run_job, for what it dispatches), else alexnet.training.run.train."""
     from alexnet.training.run import train
 
     with process_kept():
         with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
             cfg = compose("train", overrides=[*overrides, f"hydra.run.dir={run}"], return_hydra_config=True)
-        cfg.hydra.job.name = job
+        cfg.hydra.job.name = "train"
         log, handler = io.StringIO(), logging.StreamHandler()
         handler.stream = log
         handler.setFormatter(logging.Formatter("[%(name)s][%(levelname)s] - %(message)s"))
         root = logging.getLogger()
         root.addHandler(handler)
         root.setLevel(logging.INFO)
-        done = run_job(train, cfg, "hydra.run.dir", None, HydraContext(config_loader=None, callbacks=_no_callbacks()), False)
+        done = run_job(
+            task or train, cfg, "hydra.run.dir", None, HydraContext(config_loader=None, callbacks=_no_callbacks()), False
+        )
     if done.status == JobStatus.FAILED:
         raise done._return_value
     return InProcessRun(Path(run), done._return_value, log.getvalue())

@@ -7,7 +7,7 @@ import time
 from pathlib import Path
 
 import torch
-from conftest import ROOT, compose_train
+from conftest import ROOT, compose_train, train_in_process
 from hydra.utils import instantiate
 
 TINY = [
@@ -92,7 +92,5 @@ def same_tensors(a, b) -> bool:
 
 
 def train_here(run: Path, *overrides: str) -> dict:
-    """alexnet.training.run.train in this process, without Hydra's main: for errors at the start of a run."""
-    from alexnet.training.run import train
-
-    return train(compose_train(f"paths.output_dir={run}", *overrides))
+    """A run in this process (conftest.train_in_process); its summary."""
+    return train_in_process(run, *overrides).summary
