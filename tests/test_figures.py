@@ -135,3 +135,13 @@ def test_fig1_runs_through_train_py(tmp_path):
     assert result["epochs_run"] == {"relu": 1.0, "tanh": 1.0} and result["lr"] == summary["lr"] == {"relu": 0.003, "tanh": 0.01}
     with Image.open(run / "fig1_relu_vs_tanh.png") as image:
         assert image.format == "PNG"
+
+
+def test_fig1_command_runs_the_yaml_node_with_its_overrides(tmp_path, monkeypatch):
+    """`python -m alexnet.experiments.fig1 --out OUT KEY=VALUE ...` runs the same figure-1 code as the
+    preset above, on conf/experiment/fig1_relu_vs_tanh.yaml's fig1 node with the overrides applied."""
+    ran = {}
+    monkeypatch.setattr(fig1, "run", lambda cfg, out: ran.update(cfg=cfg, out=out))
+    fig1.main(["--out", str(tmp_path), "max_epochs=1", "lr.tanh=null"])
+    assert ran["out"] == tmp_path and ran["cfg"]["max_epochs"] == 1
+    assert ran["cfg"]["lr"]["tanh"] is None and ran["cfg"]["lr"]["relu"] is not None  # a nested key; its sibling kept

@@ -7,9 +7,19 @@ from longrun import TINY, train_here
 from alexnet.errors import ConfigError
 
 
-def test_missing_data_root_is_named(tmp_path):
-    with pytest.raises(ConfigError, match=f"^data.root: folder {tmp_path}/nowhere does not exist"):
-        train_here(tmp_path / "run", "data=imagefolder", f"data.root={tmp_path}/nowhere", "data.num_classes=10", *TINY[2:])
+def test_missing_data_root_exits_with_one_line(tmp_path):
+    """Through train.py: a config error in a run is one line on stderr, no traceback, exit 2."""
+    proc = run_train(
+        "data=imagefolder",
+        f"data.root={tmp_path}/nowhere",
+        "data.num_classes=10",
+        *TINY[2:],
+        f"hydra.run.dir={tmp_path}/run",
+        check=False,
+    )
+    assert proc.returncode == 2
+    assert f"config error: data.root: folder {tmp_path}/nowhere does not exist" in proc.stderr
+    assert "Traceback" not in proc.stderr
 
 
 def test_unknown_experiment_lists_the_known_ones(tmp_path):
@@ -40,7 +50,6 @@ def test_constructor_checks_name_the_key(tmp_path, override, message):
 
 
 def test_run_folder_that_cannot_be_made_is_one_line(tmp_path):
-    """Through train.py: a config error is one line on stderr, no traceback, exit 2."""
     # A path under a regular file cannot be a folder, for root too (a read-only folder is not, as root).
     (tmp_path / "file").write_text("not a folder")
     proc = run_train(f"data.root={tmp_path}/synthetic", f"hydra.run.dir={tmp_path}/file/run", check=False)
