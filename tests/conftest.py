@@ -15,7 +15,7 @@ import pytest
 import torch
 from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
-from hydra.core.utils import JobStatus, run_job
+from hydra.core.utils import run_job
 from hydra.types import HydraContext
 
 from alexnet.training.config import compose_train, paper_optim  # noqa: F401 (compose_train: for the tests)
@@ -150,19 +150,19 @@ def train_in_process(run: Path, *overrides: str, task=None) -> InProcessRun:
         root = logging.getLogger()
         root.addHandler(handler)
         root.setLevel(logging.INFO)
-        done = run_job(
-            task or train, cfg, "hydra.run.dir", None, HydraContext(config_loader=None, callbacks=_no_callbacks()), False
-        )
-    if done.status == JobStatus.FAILED:
-        raise done._return_value
-    return InProcessRun(Path(run), done._return_value, log.getvalue())
+        context = HydraContext(config_loader=None, callbacks=NoJobCallbacks())
+        done = run_job(task or train, cfg, "hydra.run.dir", None, context, configure_logging=False)
+    return InProcessRun(Path(run), done.return_value, log.getvalue())  # return_value raises what the run raised
 
 
-def _no_callbacks():
-    """Hydra's job callbacks (conf/hydra: run folders, sweep report) are train.py's: none here."""
-    from hydra._internal.callbacks import Callbacks
+class NoJobCallbacks:
+    """conf/hydra's job callbacks (run folders, the sweep report) are train.py's command line: none here."""
 
-    return Callbacks(None)
+    def on_job_start(self, **_) -> None:
+        pass
+
+    def on_job_end(self, **_) -> None:
+        pass
 
 
 def script(name: str):
