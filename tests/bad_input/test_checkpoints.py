@@ -98,8 +98,8 @@ def full_disk_run(tmp_path_factory):
     data, disk = root / "data", root / "disk"
     disk.mkdir()
     mount = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=250m", "tmpfs", str(disk)], capture_output=True, text=True)
-    prepare(data)
-    try:
+    try:  # unmounted whatever happens, a failed preparation included
+        prepare(data)
         try:
             stop = None
             train_in_process(disk / "run", *toy(data, 1, *STEPS))
