@@ -29,7 +29,7 @@ format: install
 	$(BIN)/ruff format .
 
 test: lint
-	$(BIN)/python -m pytest -q --durations=10 $(ARGS)
+	$(BIN)/python -m pytest -q --durations=15 $(ARGS)
 
 test-fast: lint
 	$(BIN)/python -m pytest -q -m "not slow" $(ARGS)

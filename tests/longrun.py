@@ -7,7 +7,7 @@ import time
 from pathlib import Path
 
 import torch
-from conftest import ROOT, compose_train, with_eager_lrn
+from conftest import ROOT, compose_train, train_in_process, with_eager_lrn
 from hydra.utils import instantiate
 
 TINY = [
@@ -36,9 +36,14 @@ SAME_GRADIENT = [
 ]
 
 
+def toy(data_root: Path, epochs: int, *extra: str) -> list[str]:
+    """Overrides for a toy run: 80 synthetic images of 76 px cropped to 67, a few steps, no test."""
+    return [f"data.root={data_root}", *TINY, f"trainer.max_epochs={epochs}", *extra]
+
+
 def tiny(data_root: Path, run: Path, epochs: int, *extra: str) -> list[str]:
-    """train.py arguments for a toy run: 80 synthetic images of 76 px cropped to 67, a few steps, no test."""
-    return [f"data.root={data_root}", *TINY, f"trainer.max_epochs={epochs}", f"hydra.run.dir={run}", *extra]
+    """train.py arguments for a toy run (toy) in the run folder RUN."""
+    return [*toy(data_root, epochs), f"hydra.run.dir={run}", *extra]
 
 
 def prepare(data_root: Path, *overrides: str) -> None:
@@ -86,7 +91,5 @@ def same_tensors(a, b) -> bool:
 
 
 def train_here(run: Path, *overrides: str) -> dict:
-    """alexnet.training.run.train in this process, without Hydra's main: for errors at the start of a run."""
-    from alexnet.training.run import train
-
-    return train(compose_train(f"paths.output_dir={run}", *overrides))
+    """A run in this process (conftest.train_in_process); its summary."""
+    return train_in_process(run, *overrides).summary

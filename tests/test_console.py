@@ -2,16 +2,19 @@
 no advertisements and a measured FLOPs column; every command's --help describes every option."""
 
 import re
-import subprocess
+import runpy
 import sys
 from collections import Counter
 
 import pytest
 from builders import model_args
-from conftest import ROOT, run_train
+from conftest import ROOT, process_kept, script
 from lightning.pytorch.utilities.model_summary import get_human_readable_count
 
 from alexnet.callbacks.model_summary import forward_flops
+from alexnet.data import prepare
+from alexnet.evaluation import tables
+from alexnet.experiments import fig1
 from alexnet.models import AlexNet
 
 HYDRA_LINE = re.compile(r"^\[\d{4}-\d\d-\d\d [\d:,]+\]\[[\w.]+\]\[(INFO|WARNING|ERROR)\] - ")
@@ -22,11 +25,8 @@ def progress_line(line: str) -> bool:
     return "━" in line or "it/s" in line or line.lstrip().startswith(("Epoch ", "Validation", "Testing", "Sanity"))
 
 
-def test_train_prints_each_message_once_in_hydras_format_without_advertisements(tmp_path):
-    run = tmp_path / "run"
-    proc = run_train(
-        "debug=fdr", f"data.root={tmp_path}/synthetic", "data.train_per_class=8", "data.val_per_class=4", f"hydra.run.dir={run}"
-    )
+def test_train_prints_each_message_once_in_hydras_format_without_advertisements(cli_run):
+    run, proc = cli_run  # python train.py debug=fdr ... (tests/conftest.py)
     lines = [line.rstrip() for line in (proc.stdout + proc.stderr).splitlines() if line.strip()]
     repeated = [line for line, n in Counter(line for line in lines if not progress_line(line)).items() if n > 1]
     assert not repeated, "\n".join(repeated)
@@ -66,21 +66,33 @@ COMMANDS = {
 }
 
 
+def main_of(command: str):
+    modules = {"-m alexnet.evaluation.tables": tables, "-m alexnet.data.prepare": prepare, "-m alexnet.experiments.fig1": fig1}
+    return modules[command].main if command in modules else script(command).main
+
+
 @pytest.mark.parametrize("command", COMMANDS)
-def test_every_option_of_every_command_is_described(command):
-    proc = subprocess.run([sys.executable, *command.split(), "--help"], cwd=ROOT, capture_output=True, text=True, timeout=120)
-    assert proc.returncode == 0, proc.stderr
-    missing = [o for o in COMMANDS[command] if not described(proc.stdout, o)]
-    assert not missing, proc.stdout
+def test_every_option_of_every_command_is_described(command, capsys, monkeypatch):
+    # Each command's own main() in this process: argparse prints the same --help as `python ...`.
+    monkeypatch.setenv("COLUMNS", "80")
+    with pytest.raises(SystemExit) as exit:
+        main_of(command)(["--help"])
+    assert exit.value.code == 0
+    out = capsys.readouterr().out
+    missing = [o for o in COMMANDS[command] if not described(out, o)]
+    assert not missing, out
     if command.endswith("fig1"):  # its KEY=VALUE overrides: every key of the YAML node, with its value
-        assert "max_epochs=80" in proc.stdout and "lr={'relu': 0.003, 'tanh': 0.01}" in proc.stdout
+        assert "max_epochs=80" in out and "lr={'relu': 0.003, 'tanh': 0.01}" in out
 
 
-def test_train_help_lists_every_group_and_key():
-    proc = subprocess.run([sys.executable, "train.py", "--help"], cwd=ROOT, capture_output=True, text=True, timeout=120)
-    assert proc.returncode == 0, proc.stderr
-    assert proc.stdout.startswith("python train.py [group=option ...] [key=value ...]")
-    assert "experiment: ablation_1gpu, ablation_no_dropout" in proc.stdout
-    assert "logger: csv, none, tensorboard, wandb" in proc.stdout
+def test_train_help_lists_every_group_and_key(capsys, monkeypatch):
+    monkeypatch.setattr(sys, "argv", ["train.py", "--help"])
+    with process_kept(), pytest.raises(SystemExit) as exit:  # train.py's Hydra main, as `python train.py --help` runs it
+        runpy.run_path(str(ROOT / "train.py"), run_name="__main__")
+    assert exit.value.code in (0, None)
+    out = capsys.readouterr().out
+    assert out.startswith("python train.py [group=option ...] [key=value ...]")
+    assert "experiment: ablation_1gpu, ablation_no_dropout" in out
+    assert "logger: csv, none, tensorboard, wandb" in out
     for key in ("lrn_convention: cuda_convnet", "pca_lighting: true", "lr_patience: 5", "figures: true", "model_summary:"):
-        assert key in proc.stdout
+        assert key in out

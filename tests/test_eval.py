@@ -1,13 +1,14 @@
 """eval.py / alexnet.evaluation.evaluate: one checkpoint or an ensemble, ten-crop or centre crop, streamed.
 
-The two members are real (tiny) training runs of train.py: `-m seed=1,2`, one step each."""
+The two members are real (tiny) training runs, as `python train.py -m seed=1,2` lays them out
+(<sweep>/0, <sweep>/1), two steps each, run in this process."""
 
 import json
 import shutil
 
 import pytest
 import torch
-from conftest import run_train
+from conftest import run_train, script, train_in_process
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
 from PIL import Image
@@ -31,15 +32,9 @@ TWO_STEPS = [
 def sweep(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("eval")
     sweep = tmp / "sweep"
-    run_train(
-        "-m",
-        "seed=1,2",
-        f"data.root={tmp}/synthetic",
-        "data.train_per_class=6",
-        "data.val_per_class=2",
-        *TWO_STEPS,
-        f"hydra.sweep.dir={sweep}",
-    )
+    for job, seed in enumerate((1, 2)):
+        data = [f"data.root={tmp}/synthetic", "data.train_per_class=6", "data.val_per_class=2"]
+        train_in_process(sweep / str(job), f"seed={seed}", *data, *TWO_STEPS)
     return sweep
 
 
@@ -119,6 +114,8 @@ def test_eval_py_writes_results_json(sweep, tmp_path):
     assert {"top1_err", "top5_err"} <= set(results["ensemble"]) and "ensemble of 2" in proc.stdout
 
 
-def test_eval_py_names_a_missing_checkpoint(tmp_path):
-    proc = run_train(str(tmp_path / "nope.ckpt"), script="eval.py", check=False, timeout=120)
-    assert proc.returncode == ExitCode.CONFIG_ERROR and "nope.ckpt" in proc.stderr and "Traceback" not in proc.stderr
+def test_eval_py_names_a_missing_checkpoint(tmp_path, capsys):
+    with pytest.raises(SystemExit) as exit:  # eval.py's main in this process
+        script("eval.py").main([str(tmp_path / "nope.ckpt")])
+    err = capsys.readouterr().err
+    assert exit.value.code == ExitCode.CONFIG_ERROR and "nope.ckpt" in err and "Traceback" not in err

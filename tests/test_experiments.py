@@ -9,12 +9,11 @@ import json
 import pytest
 import torch
 from builders import small_model
-from conftest import ONE_BATCH, OPTIM, ROOT, compose_train, run_train
+from conftest import ONE_BATCH, OPTIM, ROOT, compose_train, run_train, train_in_process
 from omegaconf import OmegaConf
 from test_config import diff
 
 from alexnet.errors import ConfigError
-from alexnet.exit_codes import ExitCode
 from alexnet.training import finetune
 from alexnet.training.module import LitAlexNet
 
@@ -96,14 +95,8 @@ def test_every_preset_runs_a_fast_dev_run(tmp_path):
 
 def test_pretrain_then_finetune_replaces_fc8_only(tmp_path):
     pretrain = tmp_path / "pretrain"
-    run_train(
-        "experiment=alexnet_star_pretrain",
-        *tiny_synthetic(tmp_path),
-        *ONE_BATCH,
-        "logger=none",
-        "++figures=false",
-        f"hydra.run.dir={pretrain}",
-    )
+    overrides = ["experiment=alexnet_star_pretrain", *tiny_synthetic(tmp_path), *ONE_BATCH, "logger=none", "++figures=false"]
+    train_in_process(pretrain, *overrides)
     ckpt = pretrain / "checkpoints" / "last.ckpt"
     # Fine-tune on a label set of another size: 3 classes of the synthetic set, as their own folder.
     small = tmp_path / "three"
@@ -111,8 +104,8 @@ def test_pretrain_then_finetune_replaces_fc8_only(tmp_path):
         for wnid in sorted(p.name for p in (tmp_path / "synthetic" / split).iterdir())[:3]:
             (small / split).mkdir(parents=True, exist_ok=True)
             (small / split / wnid).symlink_to(tmp_path / "synthetic" / split / wnid)
-    run = tmp_path / "finetune"
-    run_train(
+    summary = train_in_process(
+        tmp_path / "finetune",
         "experiment=alexnet_star_finetune",
         f"init_from={ckpt}",
         "data=imagefolder",
@@ -122,10 +115,8 @@ def test_pretrain_then_finetune_replaces_fc8_only(tmp_path):
         "data.crop_size=67",
         "debug=fdr",
         "++figures=false",
-        f"hydra.run.dir={run}",
-    )
-    summary = json.loads((run / "summary.json").read_text())
-    assert summary["status"] == "finished"
+    ).summary
+    assert summary["status"] == "finished" and summary["experiment"] == "alexnet_star_finetune"
     report = summary["init_from"]
     assert report["replaced_layers"] == ["fc8"] and report["fc8_classes"] == {"pretrained": 10, "new": 3}
     assert report["copied_layers"] == ["conv1", "conv2", "conv3", "conv4", "conv5", "conv6", "fc6", "fc7"]
@@ -156,27 +147,9 @@ def test_init_from_names_what_does_not_fit(tmp_path):
 
 def test_failed_run_leaves_a_failed_summary(tmp_path):
     run = tmp_path / "run"
-    proc = run_train(
-        "experiment=alexnet_star_finetune",
-        *tiny_synthetic(tmp_path),
-        f"init_from={tmp_path}/missing.ckpt",
-        "debug=fdr",
-        f"hydra.run.dir={run}",
-        check=False,
-        timeout=120,
-    )
-    assert proc.returncode == ExitCode.CONFIG_ERROR
+    overrides = ["experiment=alexnet_star_finetune", *tiny_synthetic(tmp_path), f"init_from={tmp_path}/missing.ckpt", "debug=fdr"]
+    with pytest.raises(ConfigError, match="missing.ckpt"):  # train.py: `config error: ...`, exit 2
+        train_in_process(run, *overrides)
     summary = json.loads((run / "summary.json").read_text())
     assert summary["status"] == "failed" and "missing.ckpt" in summary["error"]
     assert summary["experiment"] == "alexnet_star_finetune" and summary["seed"] == 0
-
-
-def test_fig1_preset_runs_through_train_py(tmp_path):
-    cifar = ROOT.parent / "shared" / "data" / "cifar10"
-    if not (cifar / "train").is_dir():
-        pytest.skip(f"CIFAR-10 folder copy not available at {cifar}")
-    run = tmp_path / "run"
-    run_train("experiment=fig1_relu_vs_tanh", "fig1.train_images=256", "fig1.max_epochs=1", f"hydra.run.dir={run}", timeout=300)
-    summary = json.loads((run / "summary.json").read_text())
-    assert summary["status"] == "finished" and summary["experiment"] == "fig1_relu_vs_tanh"
-    assert (run / "fig1_relu_vs_tanh.png").exists() and (run / "fig1.json").exists()

@@ -1,12 +1,12 @@
-"""Figures 3 and 4 (alexnet.callbacks.figures) and figure 1 (alexnet.experiments.fig1, a smoke run): valid PNGs, right content."""
+"""Figures 3 and 4 (alexnet.callbacks.figures) and figure 1 (alexnet.experiments.fig1, a smoke run
+through train.py's experiment=fig1_relu_vs_tanh): valid PNGs, right content."""
 
 import json
-import math
 
 import pytest
 import torch
 from builders import small_model
-from conftest import OPTIM, SHARED_DATA, compose_train, run_train
+from conftest import OPTIM, SHARED_DATA, compose_train, train_in_process
 from PIL import Image
 from test_wandb import records, wandb_env, wandb_files  # noqa: F401 (wandb_env: a fixture)
 
@@ -69,12 +69,13 @@ def test_nearest_neighbours_are_the_exact_nearest_in_fc7(trained_setup):
 
 
 def test_figures_reach_tensorboard_and_wandb_through_their_own_readers(tmp_path):  # wandb_env (autouse): offline, no key
-    """A real train.py run with both loggers; TensorBoard's EventAccumulator and W&B's offline records
+    """A real run with both loggers; TensorBoard's EventAccumulator and W&B's offline records
     (wandb_internal_pb2.Record) must each hold all three figures, as the run folder does."""
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
     run = tmp_path / "run"
-    run_train(
+    train_in_process(
+        run,
         "logger=[tensorboard,wandb]",
         "logger.wandb.mode=offline",
         f"data.root={tmp_path}/synthetic",
@@ -86,8 +87,8 @@ def test_figures_reach_tensorboard_and_wandb_through_their_own_readers(tmp_path)
         "+trainer.limit_train_batches=2",
         "+trainer.limit_val_batches=1",
         "model.lrn=false",
-        f"hydra.run.dir={run}",
     )
+    assert not (run / "csv").exists()  # only the loggers asked for write
     names = ["conv1_filters", "top5", "neighbours"]
     summary = json.loads((run / "summary.json").read_text())
     assert summary["figures"] == [str(run / "figures" / f"{n}.png") for n in names]
@@ -117,15 +118,31 @@ def test_epochs_to_target_interpolates_the_crossing():
     assert fig1.epochs_to([(0.2, 0.2)], 0.25) == pytest.approx(0.2 * (0.9 - 0.25) / 0.7)  # from chance at epoch 0
 
 
-def test_fig1_smoke_run(tmp_path):
+def test_fig1_runs_through_train_py(tmp_path):
+    """`python train.py experiment=fig1_relu_vs_tanh` (train.py's main, alexnet.launch.job.run_job,
+    in this process), one epoch of both nets on 1,280 images: fig1.json, the figure, a summary.json."""
+    from alexnet.launch.job import run_job
+
     if not (SHARED_DATA / "cifar10" / "train").is_dir():
         pytest.skip(f"CIFAR-10 folder copy not available at {SHARED_DATA / 'cifar10'}")
-    cfg = fig1.defaults([f"data_root={SHARED_DATA / 'cifar10'}", "train_images=1280", "max_epochs=1", "time_limit_s=60"])
-    result = fig1.run(cfg, tmp_path)
+    run = tmp_path / "run"
+    overrides = ["experiment=fig1_relu_vs_tanh", "fig1.train_images=1280", "fig1.max_epochs=1", "fig1.time_limit_s=60"]
+    train_in_process(run, *overrides, task=run_job)
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["status"] == "finished" and summary["experiment"] == "fig1_relu_vs_tanh"
+    result = json.loads((run / "fig1.json").read_text())
     # One epoch, a point every fifth of it (cuda-convnet's five CIFAR-10 data batches).
     assert set(result["train_err"]) == {"relu", "tanh"} and all(len(v) == 5 for v in result["train_err"].values())
-    assert all(0 <= e <= 1 for v in result["train_err"].values() for _, e in v if not math.isnan(e))
-    assert result["epochs_run"] == {"relu": 1.0, "tanh": 1.0}
-    assert json.loads((tmp_path / "fig1.json").read_text())["lr"] == result["lr"]
-    with Image.open(tmp_path / "fig1_relu_vs_tanh.png") as image:
+    assert result["epochs_run"] == {"relu": 1.0, "tanh": 1.0} and result["lr"] == summary["lr"] == {"relu": 0.003, "tanh": 0.01}
+    with Image.open(run / "fig1_relu_vs_tanh.png") as image:
         assert image.format == "PNG"
+
+
+def test_fig1_command_runs_the_yaml_node_with_its_overrides(tmp_path, monkeypatch):
+    """`python -m alexnet.experiments.fig1 --out OUT KEY=VALUE ...` runs the same figure-1 code as the
+    preset above, on conf/experiment/fig1_relu_vs_tanh.yaml's fig1 node with the overrides applied."""
+    ran = {}
+    monkeypatch.setattr(fig1, "run", lambda cfg, out: ran.update(cfg=cfg, out=out))
+    fig1.main(["--out", str(tmp_path), "max_epochs=1", "lr.tanh=null"])
+    assert ran["out"] == tmp_path and ran["cfg"]["max_epochs"] == 1
+    assert ran["cfg"]["lr"]["tanh"] is None and ran["cfg"]["lr"]["relu"] is not None  # a nested key; its sibling kept

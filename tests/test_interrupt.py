@@ -5,23 +5,32 @@ continues; a NaN loss stops the run and keeps the last good checkpoint."""
 import csv
 import json
 import signal
+import subprocess
+import sys
 import time
 
+import pytest
 import torch
-from conftest import run_train
-from longrun import checkpoint, prepare, start, tiny, wait_for
+from conftest import ROOT, train_in_process
+from longrun import checkpoint, prepare, start, toy, wait_for
 
+from alexnet.errors import RunStopped
 from alexnet.exit_codes import ExitCode
 
 STEPS = 16  # training steps per epoch (batch 4 of 80 images); three epochs
+# A 256 MiB checkpoint written over the file in argv[1], as Lightning's trainer writes one through the run's plugin.
+OVERWRITE = """
+import sys, torch
+from alexnet.checkpointing.io import AtomicCheckpointIO
+AtomicCheckpointIO().save_checkpoint({"state_dict": {"w": torch.ones(2**26)}, "global_step": -1}, sys.argv[1])
+"""
 
 
 def test_a_run_stopped_three_ways_continues_to_the_end(tmp_path):
     prepare(tmp_path / "data")
     run, ckpts = tmp_path / "run", tmp_path / "run" / "checkpoints"
-    args = tiny(
+    overrides = toy(
         tmp_path / "data",
-        run,
         3,
         f"+trainer.limit_train_batches={STEPS}",
         "data.batch_size=4",
@@ -29,6 +38,7 @@ def test_a_run_stopped_three_ways_continues_to_the_end(tmp_path):
         "logger=csv",
         "trainer.log_every_n_steps=1",
     )
+    args = [*overrides, f"hydra.run.dir={run}"]
     last = ckpts / "last.ckpt"
 
     # 1. SIGTERM in the second epoch (last.ckpt of the first is there): saved, named, exit 128+15.
@@ -54,18 +64,20 @@ def test_a_run_stopped_three_ways_continues_to_the_end(tmp_path):
     before = checkpoint(last)
     assert 2 * STEPS < before["global_step"] < 3 * STEPS
 
-    # 3. Resumed again and killed with SIGKILL while a checkpoint is being written: the write goes
-    # to a temporary file beside it, so last.ckpt is still the previous, complete one.
-    proc = start(*args, log=tmp_path / "3.log")
-    wait_for(proc, lambda: list(ckpts.glob(".*.ckpt.*.tmp")), poll=0.002)
-    proc.kill()
-    proc.wait(timeout=60)
+    # 3. Killed with SIGKILL while a checkpoint is being written: the write goes to a temporary file
+    # beside it, so last.ckpt is still the previous, complete one. The writer is the run's own
+    # checkpoint IO (AtomicCheckpointIO) in a process of its own, writing over last.ckpt.
+    writer = subprocess.Popen([sys.executable, "-c", OVERWRITE, str(last)], cwd=ROOT)
+    wait_for(writer, lambda: list(ckpts.glob(".*.ckpt.*.tmp")), poll=0.002)
+    writer.kill()
+    writer.wait(timeout=60)
+    assert list(ckpts.glob(".*.ckpt.*.tmp"))  # the killed write's leftover, for the next run to clear
     after = checkpoint(last)
     assert after["global_step"] == before["global_step"]
     assert all(torch.equal(after["state_dict"][k], v) for k, v in before["state_dict"].items())
 
-    # 4. And once more, to the end.
-    run_train(*args)
+    # 4. And once more, to the end (in this process: the stops above are what needs a process of its own).
+    train_in_process(run, *overrides)
     assert checkpoint(last)["global_step"] == 3 * STEPS
     assert json.loads((run / "summary.json").read_text())["status"] == "finished"
     assert not list(ckpts.glob(".*.tmp"))  # the killed write's leftover is gone
@@ -79,10 +91,11 @@ def test_a_run_stopped_three_ways_continues_to_the_end(tmp_path):
 def test_nan_loss_stops_the_run_and_keeps_the_last_good_checkpoint(tmp_path):
     # lr 30: the first epoch's two steps stay finite, the next loss is NaN.
     run = tmp_path / "run"
-    proc = run_train(*tiny(tmp_path / "data", run, 3, "+trainer.limit_train_batches=2", "optim.lr=30"), check=False)
-    assert proc.returncode == ExitCode.DIVERGED, proc.stderr[-2000:]
+    with pytest.raises(RunStopped) as stop:  # train.py prints it and exits with its code
+        train_in_process(run, *toy(tmp_path / "data", 3, "+trainer.limit_train_batches=2", "optim.lr=30"))
     last = run / "checkpoints" / "last.ckpt"
-    assert "training loss is nan at epoch 1" in proc.stderr and f"the last good checkpoint is {last}" in proc.stderr
+    assert stop.value.exit_code == ExitCode.DIVERGED
+    assert "training loss is nan at epoch 1" in str(stop.value) and f"the last good checkpoint is {last}" in str(stop.value)
     good = checkpoint(last)
     assert good["global_step"] == 2
     assert all(torch.isfinite(v).all() for v in good["state_dict"].values())

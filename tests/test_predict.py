@@ -1,4 +1,5 @@
-"""predict.py on real photos (Imagenette), with a network trained here by train.py (two steps).
+"""predict.py on real photos (Imagenette), with a network trained here (two steps, in this process).
+The command line once as a process; the other cases call predict.py's main() in this process.
 
 The probabilities must be those of the run's own test pipeline (its data module, mean image and
 crops) on the same photo; names come from the checkpoint's class_identity (here the data root's
@@ -6,7 +7,6 @@ labels.txt, recorded when the run trained)."""
 
 import contextlib
 import csv
-import importlib.util
 import io
 import json
 import subprocess
@@ -14,7 +14,7 @@ import sys
 
 import pytest
 import torch
-from conftest import ROOT, SHARED_DATA, run_train
+from conftest import ROOT, SHARED_DATA, script, train_in_process
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
@@ -29,7 +29,8 @@ def run(tmp_path_factory):
     if not PHOTOS.is_dir():
         pytest.skip(f"real photos not available: {PHOTOS} is absent (it sits beside the project in CI)")
     tmp = tmp_path_factory.mktemp("predict")
-    run_train(
+    train_in_process(
+        tmp / "run",
         "data=imagenette",
         "data.resize=76",
         "data.crop_size=67",
@@ -43,9 +44,13 @@ def run(tmp_path_factory):
         "test=false",
         "figures=false",
         "logger=none",
-        f"hydra.run.dir={tmp}/run",
     )
     return tmp / "run"
+
+
+@pytest.fixture(scope="module")
+def cli():
+    return script("predict.py")
 
 
 @pytest.fixture(scope="module")
@@ -77,11 +82,10 @@ def test_one_photo_prints_its_top5_names_and_probabilities(run, labels):
     assert "1 of 1 images classified (centre crop" in proc.stderr
 
 
-def test_ten_crop_probabilities_are_the_runs_own_test_pipeline(run, tmp_path):
+def test_ten_crop_probabilities_are_the_runs_own_test_pipeline(run, cli, tmp_path):
     photos = val_photos(3)
     out = tmp_path / "p.json"
-    proc = predict(run, *photos, "--crops", "10", "--json", "--out", out)
-    assert proc.returncode == 0, proc.stderr
+    assert cli.main([str(run), *map(str, photos), "--crops", "10", "--json", "--out", str(out)]) == 0
     rows = json.loads(out.read_text())
     assert [r["image"] for r in rows] == [str(p) for p in photos]
     # By hand: the run's data module as eval.py builds it, its val images, the module's ten-crop average.
@@ -99,7 +103,7 @@ def test_ten_crop_probabilities_are_the_runs_own_test_pipeline(run, tmp_path):
         assert [t["probability"] for t in row["top"]] == pytest.approx(top.values.tolist(), abs=1e-5)
 
 
-def test_a_folder_gives_a_csv_row_per_readable_image_and_names_the_unreadable(run, tmp_path):
+def test_a_folder_gives_a_csv_row_per_readable_image_and_names_the_unreadable(run, cli, tmp_path, capsys):
     folder = tmp_path / "photos"
     (folder / "sub").mkdir(parents=True)
     photos = val_photos(2)
@@ -108,21 +112,18 @@ def test_a_folder_gives_a_csv_row_per_readable_image_and_names_the_unreadable(ru
     (folder / "sub" / "truncated.JPEG").write_bytes(photos[0].read_bytes()[:2000])
     (folder / "notes.jpg").write_text("not an image")
     (folder / "readme.txt").write_text("not an image, and not named like one: not read")
-    proc = predict(run, folder)
-    assert proc.returncode == 0, proc.stderr
-    rows = list(csv.reader(io.StringIO(proc.stdout)))
+    assert cli.main([str(run), str(folder)]) == 0
+    out, err = capsys.readouterr()
+    rows = list(csv.reader(io.StringIO(out)))
     assert rows[0][:4] == ["image", "class_1", "name_1", "probability_1"] and len(rows[0]) == 1 + 3 * 5
     assert sorted(r[0] for r in rows[1:]) == sorted(str(folder / p.name) for p in photos)
-    assert f"skipped {folder / 'sub' / 'truncated.JPEG'}" in proc.stderr and f"skipped {folder / 'notes.jpg'}" in proc.stderr
-    assert "2 of 4 images classified" in proc.stderr and "2 unreadable, skipped" in proc.stderr
+    assert f"skipped {folder / 'sub' / 'truncated.JPEG'}" in err and f"skipped {folder / 'notes.jpg'}" in err
+    assert "2 of 4 images classified" in err and "2 unreadable, skipped" in err
 
 
-def test_all_unreadable_fails_and_bad_arguments_name_the_problem(run, tmp_path):
+def test_all_unreadable_fails_and_bad_arguments_name_the_problem(run, cli, tmp_path):
     bad = tmp_path / "bad.JPEG"
     bad.write_bytes(b"\xff\xd8 truncated")
-    spec = importlib.util.spec_from_file_location("predict_cli", ROOT / "predict.py")  # main() in this process: no restart
-    cli = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(cli)
     out, err = io.StringIO(), io.StringIO()
     with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
         assert cli.main([str(run), str(bad)]) == 1
@@ -148,9 +149,7 @@ def test_class_names_are_the_checkpoints_when_the_data_root_holds_others(run, la
             (other / split / f"n0000000{i}").mkdir(parents=True)
             (other / split / f"n0000000{i}" / photo.name).symlink_to(photo)
     (other / "labels.txt").write_text("".join(f"n0000000{i} chain_saw_{i}\n" for i in range(3)))
-    spec = importlib.util.spec_from_file_location("predict_cli", ROOT / "predict.py")
-    cli = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(cli)
+    cli = script("predict.py")
     out, err = io.StringIO(), io.StringIO()
     with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
         assert cli.main([str(run), str(photos[0]), "--data-root", str(other), "--json", "--top-k", "10"]) == 0

@@ -6,8 +6,8 @@ import json
 import shutil
 
 import pytest
-from conftest import run_train
-from longrun import checkpoint, prepare, same_tensors, tiny
+from conftest import run_train, train_in_process
+from longrun import checkpoint, prepare, same_tensors, tiny, toy
 
 # patience 0: the plateau schedule cuts the lr at the first epoch without improvement, so a
 # missed or doubled scheduler step shows; one loader worker: persistent workers are in play.
@@ -17,17 +17,18 @@ RECIPE = ["+trainer.limit_train_batches=2", "optim.lr_patience=0", "data.num_wor
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory):
     """The same 3-epoch run twice: once whole (keeping every epoch's checkpoint), once stopped
-    after epoch 1 and resumed with the same command."""
+    after epoch 1 and resumed with the same command. The first part runs in a process of its own
+    (`python train.py`): the resume and the repeat each cross a process boundary."""
     root = tmp_path_factory.mktemp("resume")
     data, whole, stopped = root / "data", root / "whole", root / "stopped"
     prepare(data)
-    run_train(*tiny(data, whole, 3, *RECIPE), "++callbacks.model_checkpoint.save_top_k=-1")
     # ckpt_path=last from the first start: the same command starts a run and continues it.
     first = run_train(*tiny(data, stopped, 2, *RECIPE), "ckpt_path=last")
     assert "starting afresh" in first.stdout + first.stderr
     shutil.copy(stopped / "checkpoints" / "last.ckpt", root / "after_epoch_1.ckpt")
-    resumed = run_train(*tiny(data, stopped, 3, *RECIPE), "ckpt_path=last")
-    assert "Restored all states" in resumed.stdout + resumed.stderr
+    train_in_process(whole, *toy(data, 3, *RECIPE), "++callbacks.model_checkpoint.save_top_k=-1")
+    resumed = train_in_process(stopped, *toy(data, 3, *RECIPE), "ckpt_path=last")
+    assert "Restored all states" in resumed.log
     return root
 
 
@@ -46,7 +47,7 @@ def test_stopped_after_epoch_1_and_resumed_is_bitwise_the_uninterrupted_run(runs
 
 
 def test_deterministic_switch_repeats_a_run_bitwise(runs):
-    # Two processes ran the first two epochs of the same config: the whole run, and the stopped one.
+    # Two processes ran the first two epochs of the same config: the whole run (this one), and the stopped one.
     a, b = checkpoint(runs / "whole" / "checkpoints" / "epoch001.ckpt"), checkpoint(runs / "after_epoch_1.ckpt")
     assert a["global_step"] == b["global_step"] == 4
     assert same_tensors(a["state_dict"], b["state_dict"])

@@ -9,27 +9,25 @@ import subprocess
 import sys
 import time
 
-from conftest import ROOT, run_train, with_eager_lrn
+from conftest import ROOT, train_in_process, with_eager_lrn
 from longrun import TINY, checkpoint, prepare
 
+from alexnet.launch.run_id import run_id
 from alexnet.paths import RunDir
 
 NAME = re.compile(r"\d{4}-\d\d-\d\d_\d\d-\d\d-\d\d_pid(\d+)")
 
 
-def test_run_id_is_the_slurm_job_else_the_process():
-    cases = [{}, {"SLURM_JOB_ID": "77"}, {"SLURM_JOB_ID": "80", "SLURM_ARRAY_JOB_ID": "76", "SLURM_ARRAY_TASK_ID": "3"}]
-    code = (
-        "import os, sys; sys.argv = ['train.py']; import train\n"
-        f"for env in {cases!r}:\n"
-        "    for k in ('SLURM_JOB_ID', 'SLURM_ARRAY_JOB_ID', 'SLURM_ARRAY_TASK_ID'): os.environ.pop(k, None)\n"
-        "    os.environ.update(env); print(train.run_id())\n"
-        "print(os.getpid())"
-    )
-    env = {k: v for k, v in os.environ.items() if not k.startswith("SLURM_") and k != "ALEXNET_RUN_ID"}
-    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120, check=True)
-    plain, job, array, pid = out.stdout.split()
-    assert (plain, job, array) == (f"pid{pid}", "job77", "job76_3")
+def test_run_id_is_the_slurm_job_else_the_process(monkeypatch):
+    for key in ("SLURM_JOB_ID", "SLURM_ARRAY_JOB_ID", "SLURM_ARRAY_TASK_ID"):
+        monkeypatch.delenv(key, raising=False)
+    assert run_id() == f"pid{os.getpid()}"
+    monkeypatch.setenv("SLURM_JOB_ID", "77")
+    assert run_id() == "job77"
+    monkeypatch.setenv("SLURM_JOB_ID", "80")
+    monkeypatch.setenv("SLURM_ARRAY_JOB_ID", "76")
+    monkeypatch.setenv("SLURM_ARRAY_TASK_ID", "3")
+    assert run_id() == "job76_3"
 
 
 def test_two_runs_started_at_once_get_a_folder_each_and_resume_in_it(tmp_path):
@@ -59,15 +57,8 @@ def test_two_runs_started_at_once_get_a_folder_each_and_resume_in_it(tmp_path):
 
     # README, "Long runs": the same command with hydra.run.dir=<its folder> ckpt_path=last continues it there.
     run = runs[0]
-    run_train(
-        f"data.root={data}",
-        *TINY,
-        "trainer.max_epochs=2",
-        "+trainer.limit_train_batches=1",
-        f"paths.log_dir={logs}",
-        f"hydra.run.dir={run}",
-        "ckpt_path=last",
-    )
+    overrides = [f"data.root={data}", *TINY, "trainer.max_epochs=2", "+trainer.limit_train_batches=1", f"paths.log_dir={logs}"]
+    train_in_process(run, *overrides, "ckpt_path=last")  # adds hydra.run.dir={run}; in this process
     assert sorted((logs / "runs").iterdir()) == runs  # no new folder
     assert checkpoint(run / "checkpoints" / "last.ckpt")["global_step"] == 2
     assert json.loads((run / "summary.json").read_text())["epochs"] == 2

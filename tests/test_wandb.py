@@ -1,12 +1,12 @@
-"""logger=wandb through real train.py subprocesses, offline: no API key, and a server address nothing answers."""
+"""logger=wandb offline: no API key, and a server address nothing answers. In-process runs
+(tests/conftest.py: train_in_process), and one multirun through train.py (the `sweep` fixture)."""
 
 import os
 import struct
 from pathlib import Path
 
 import pytest
-from conftest import ONE_BATCH, run_train
-from test_training import tiny_data
+from conftest import ONE_BATCH, train_in_process, wandb_offline_env
 from wandb.proto import wandb_internal_pb2
 
 from alexnet.exit_codes import ExitCode
@@ -14,16 +14,19 @@ from alexnet.exit_codes import ExitCode
 QUICK = ["++figures=false"]  # the figures have their own tests; here they only cost time
 
 
+def tiny_data(tmp_path: Path) -> list[str]:
+    return [f"data.root={tmp_path}/synthetic", "data.train_per_class=8", "data.val_per_class=4"]
+
+
 @pytest.fixture(autouse=True)
 def wandb_env(tmp_path, monkeypatch):
     """No key, no reachable server, and wandb's own folders in tmp_path; monkeypatch undoes it after each test."""
-    for key in [k for k in os.environ if k.startswith("WANDB_")]:
-        monkeypatch.delenv(key)
     home = tmp_path / "wandb-home"
-    monkeypatch.setenv("WANDB_BASE_URL", "http://127.0.0.1:9")  # the discard port: nothing listens
-    monkeypatch.setenv("NETRC", str(home / "netrc"))  # absent: no `wandb login` key either
-    for var in ("WANDB_CONFIG_DIR", "WANDB_CACHE_DIR", "WANDB_DATA_DIR", "WANDB_ARTIFACT_DIR"):
-        monkeypatch.setenv(var, str(home / var.lower()))
+    env = wandb_offline_env(home)
+    for key in [k for k in os.environ if k not in env]:
+        monkeypatch.delenv(key)
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
     return home
 
 
@@ -71,12 +74,11 @@ def wandb_files(folder: Path) -> list[Path]:
 
 def test_offline_run_then_resume_continues_the_same_run(tmp_path):
     run = tmp_path / "run"
-    args = [*tiny_data(tmp_path), *ONE_BATCH, *QUICK, "model.lrn=false", "seed=3", f"hydra.run.dir={run}"]
-    proc = run_train("logger=[wandb,csv]", *args)
+    args = [*tiny_data(tmp_path), *ONE_BATCH, *QUICK, "model.lrn=false", "seed=3"]
+    first_run = train_in_process(run, "logger=[wandb,csv]", *args)
     [first] = wandb_files(run)
-    output = proc.stdout + proc.stderr
-    assert f"upload later with: wandb sync {first.parent}" in output  # the automatic fallback's one-line notice
-    assert "no API key" in output
+    assert f"upload later with: wandb sync {first.parent}" in first_run.log  # the automatic fallback's one-line notice
+    assert "no API key" in first_run.log
     assert (run / "csv" / "metrics.csv").exists()  # logger=[wandb,csv] composes
     info = wandb_run(first)
     assert (run / "wandb_id.txt").read_text().strip() == info["id"]
@@ -84,46 +86,37 @@ def test_offline_run_then_resume_continues_the_same_run(tmp_path):
     assert {"val/top1_err", "best/val_top1_err", "best/epoch", "wall_seconds", "fit_seconds"} <= set(info["summary"])
     assert "system" in info["config"] and '"torch"' in info["config"]["system"] and info["config"]["model"]
 
-    proc = run_train("logger=wandb", *args, "trainer.max_epochs=2", f"ckpt_path={run}/checkpoints/last.ckpt")
-    assert f"resuming run {info['id']}" in proc.stdout + proc.stderr
+    resumed = train_in_process(run, "logger=wandb", *args, "trainer.max_epochs=2", f"ckpt_path={run}/checkpoints/last.ckpt")
+    assert f"resuming run {info['id']}" in resumed.log
     files = wandb_files(run)
     assert len(files) == 2 and {wandb_run(f)["id"] for f in files} == {info["id"]}  # `wandb sync` merges them
 
 
-def test_multirun_jobs_are_separate_runs_in_one_group(tmp_path):
-    sweep = tmp_path / "sweep"
-    run_train(
-        "-m",
-        "debug=fdr",
-        "logger=wandb",
-        "logger.wandb.mode=offline",
-        *tiny_data(tmp_path),
-        *QUICK,
-        "model.lrn=true,false",
-        f"hydra.sweep.dir={sweep}",
-    )
-    runs = [wandb_run(f) for f in wandb_files(sweep)]
-    assert len(runs) == 2 and runs[0]["id"] != runs[1]["id"]
+def test_multirun_jobs_are_separate_runs_in_one_group(sweep):
+    folder, _ = sweep  # python train.py -m ... logger=wandb model.dropout=0.2,1.5,0.3 (tests/conftest.py)
+    runs = [wandb_run(f) for f in wandb_files(folder)]
+    assert len(runs) == 3 and len({r["id"] for r in runs}) == 3  # the failed job too: a run of its own
     assert {r["group"] for r in runs} == {"demo-sweep"}
-    assert sorted(r["name"].rsplit("-", 1)[-1] for r in runs) == ["lrn", "no_lrn"]
-    assert {(sweep / j / "wandb_id.txt").read_text().strip() for j in ("0", "1")} == {r["id"] for r in runs}
+    assert sorted(r["name"].rsplit("-", 1)[-1] for r in runs) == ["dropout0.2", "dropout0.3", "dropout1.5"]
+    assert {(folder / j / "wandb_id.txt").read_text().strip() for j in ("0", "2")} <= {r["id"] for r in runs}
 
 
 def test_disabled_writes_nothing(tmp_path, wandb_env):
     run = tmp_path / "run"
-    run_train("debug=fdr", "logger=wandb", "logger.wandb.mode=disabled", *tiny_data(tmp_path), *QUICK, f"hydra.run.dir={run}")
+    train_in_process(run, "debug=fdr", "logger=wandb", "logger.wandb.mode=disabled", *tiny_data(tmp_path), *QUICK)
     assert (run / "summary.json").exists()
     assert not (run / "wandb").exists() and not (run / "wandb_id.txt").exists()
     assert not wandb_env.exists()
 
 
-def test_online_without_api_key_is_one_clear_message(tmp_path):
+def test_online_without_api_key_is_one_clear_message(tmp_path, capsys):
     run = tmp_path / "run"
-    proc = run_train(
-        "debug=fdr", "logger=wandb", "logger.wandb.mode=online", *tiny_data(tmp_path), f"hydra.run.dir={run}", check=False
-    )
-    assert proc.returncode == ExitCode.CONFIG_ERROR
-    errors = [line for line in proc.stderr.splitlines() if "error" in line.lower()]
-    assert len(errors) == 1 and errors[0].startswith("config error: logger.wandb.mode=online but no W&B API key"), proc.stderr
-    assert "wandb login" in errors[0] and "Traceback" not in proc.stdout + proc.stderr
+    # SystemExit(2) passes through Hydra's instantiate and main: train.py exits 2 with this one line.
+    with pytest.raises(SystemExit) as exit:
+        train_in_process(run, "debug=fdr", "logger=wandb", "logger.wandb.mode=online", *tiny_data(tmp_path))
+    assert exit.value.code == ExitCode.CONFIG_ERROR
+    err = capsys.readouterr().err
+    errors = [line for line in err.splitlines() if "error" in line.lower()]
+    assert len(errors) == 1 and errors[0].startswith("config error: logger.wandb.mode=online but no W&B API key"), err
+    assert "wandb login" in errors[0] and "Traceback" not in err
     assert not (run / "wandb").exists()

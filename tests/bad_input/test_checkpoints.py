@@ -9,13 +9,13 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import OPTIM, compose_train, run_train
-from longrun import TINY, prepare, tiny, train_here
+from conftest import OPTIM, compose_train, train_in_process
+from longrun import TINY, prepare, toy, train_here
 from PIL import Image
 
 from alexnet.checkpointing.checks import IDENTITY, class_differences
 from alexnet.checkpointing.io import AtomicCheckpointIO
-from alexnet.errors import ConfigError
+from alexnet.errors import ConfigError, RunStopped
 from alexnet.evaluation.evaluate import evaluate
 from alexnet.exit_codes import ExitCode
 from alexnet.training.module import LitAlexNet
@@ -41,15 +41,14 @@ def image_folder(root: Path, classes: list[str], per_class: int = 1) -> Path:
     return root
 
 
-def test_truncated_checkpoint_exits_with_one_line(tmp_path):
+def test_truncated_checkpoint_is_named_with_the_others_beside_it(tmp_path):
     good = lightning_checkpoint(tmp_path / "good.ckpt")
     cut = tmp_path / "cut.ckpt"
     cut.write_bytes(Path(good).read_bytes()[:1_000_000])  # what a crash mid-copy leaves
-    proc = run_train(f"data.root={tmp_path}/synthetic", *TINY, f"ckpt_path={cut}", f"hydra.run.dir={tmp_path}/run", check=False)
-    assert proc.returncode == ExitCode.CONFIG_ERROR
-    assert f"config error: ckpt_path: {cut} is not a readable checkpoint (truncated or corrupt?" in proc.stderr
-    assert "other checkpoints beside it: good.ckpt" in proc.stderr
-    assert "Traceback" not in proc.stderr
+    with pytest.raises(ConfigError) as error:  # train.py: `config error: ...`, exit 2 (bad_input/test_config_values)
+        train_here(tmp_path / "run", f"data.root={tmp_path}/synthetic", *TINY, f"ckpt_path={cut}")
+    assert str(error.value).startswith(f"ckpt_path: {cut} is not a readable checkpoint (truncated or corrupt?")
+    assert "other checkpoints beside it: good.ckpt" in str(error.value)
 
 
 @pytest.mark.parametrize(
@@ -100,33 +99,37 @@ def full_disk_run(tmp_path_factory):
     data, disk = root / "data", root / "disk"
     disk.mkdir()
     mount = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=250m", "tmpfs", str(disk)], capture_output=True, text=True)
-    prepare(data)
-    try:
-        proc = run_train(*tiny(data, disk / "run", 1, *STEPS), check=False)
-        yield data, disk / "run", proc, mount
+    try:  # unmounted whatever happens, a failed preparation included
+        prepare(data)
+        try:
+            stop = None
+            train_in_process(disk / "run", *toy(data, 1, *STEPS))
+        except RunStopped as err:
+            stop = err
+        yield data, disk / "run", stop, mount
     finally:
         if mount.returncode == 0:
             subprocess.run(["umount", "-l", str(disk)], check=False)
 
 
 def test_full_disk_keeps_the_whole_checkpoint_and_the_rerun_resumes_from_it(full_disk_run):
-    data, run, proc, mount = full_disk_run
+    data, run, stop, mount = full_disk_run
     if mount.returncode != 0:
         pytest.skip(f"no real full disk: mount -t tmpfs is not permitted here ({mount.stderr.strip() or mount.returncode})")
     ckpts = run / "checkpoints"
-    assert proc.returncode == ExitCode.FAILED, proc.stderr[-3000:]
-    assert f"could not write checkpoint {ckpts}/last.ckpt (not enough free space: not started): {ckpts} has " in proc.stderr
-    assert "a checkpoint needs about 154 MiB; the previous checkpoints are intact (epoch000.ckpt). Free at least" in proc.stderr
-    assert "resume with: python train.py" in proc.stderr and "Traceback" not in proc.stderr
+    assert stop is not None and stop.exit_code == ExitCode.FAILED  # train.py prints the message and exits 1
+    message = str(stop)
+    assert f"could not write checkpoint {ckpts}/last.ckpt (not enough free space: not started): {ckpts} has " in message
+    assert "a checkpoint needs about 154 MiB; the previous checkpoints are intact (epoch000.ckpt). Free at least" in message
+    assert f"resume with: python train.py {' '.join(toy(data, 1, *STEPS))} hydra.run.dir={run} ckpt_path=last" in message
     assert sorted(p.name for p in ckpts.iterdir()) == ["epoch000.ckpt"]  # whole, and no temporary file left
     assert json.loads((run / "summary.json").read_text())["status"] == "failed"
     # The rerun: last.ckpt was never written; the whole epoch000.ckpt is where the run goes on from.
-    again = run_train(*tiny(data, run, 1, *STEPS), "ckpt_path=last")
-    out = again.stdout + again.stderr
+    again = train_in_process(run, *toy(data, 1, *STEPS), "ckpt_path=last")
     assert (
         f"ckpt_path=last: {ckpts}/last.ckpt is missing; resuming from the newest complete checkpoint {ckpts}/epoch000.ckpt"
-    ) in out
-    assert "Restored all states" in out
+    ) in again.log
+    assert "Restored all states" in again.log
     summary = json.loads((run / "summary.json").read_text())
     assert summary["status"] == "finished" and summary["epochs"] == 1
 

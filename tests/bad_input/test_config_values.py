@@ -9,6 +9,7 @@ from alexnet.exit_codes import ExitCode
 
 
 def test_missing_data_root_exits_with_one_line(tmp_path):
+    """Through train.py: a config error in a run is one line on stderr, no traceback, exit 2."""
     proc = run_train(
         "data=imagefolder",
         f"data.root={tmp_path}/nowhere",
