@@ -22,7 +22,7 @@ CHANCE = math.log(10)
 
 def warnings_for(losses: list[float], caplog, **guard) -> list[str]:
     """Feeds LOSSES (one per training step) to a FlatStart on a 10-class net; returns its warnings."""
-    callback = FlatStart(**{"patience_steps": 4, "every_n_steps": 2, "margin": 0.05, **guard})
+    callback = FlatStart(**{"patience_steps": 4, "every_n_steps": 2, "margin": 0.05, "stop": False, **guard})
     trainer = SimpleNamespace(global_step=0, loggers=[], strategy=SimpleNamespace(reduce_boolean_decision=lambda flag, all: flag))
     module = SimpleNamespace(net=SimpleNamespace(num_classes=10))
     caplog.clear()

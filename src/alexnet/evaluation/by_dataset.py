@@ -50,6 +50,7 @@ NOT_SETTING = (
     "ckpt_path=",
     "callbacks.progress_bar",
     "sync_every_n_steps=",
+    "model.lrn_compiled=",  # the LRN kernel, the same numbers
 )
 
 

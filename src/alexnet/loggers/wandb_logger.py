@@ -34,7 +34,10 @@ log = logging.getLogger(__name__)
 MODES = ("auto", "online", "offline", "disabled")
 ID_FILE = RunDir.WANDB_ID
 # Overrides that say where or how a run goes (hardware, budget, folders), not what it tests: left out of run names.
-NOT_IN_NAME = re.compile(r"^(hydra|paths|logger|callbacks|trainer|debug|tags|test|ckpt_path|data\.(root|num_workers))(\.|$)")
+# model.lrn_compiled picks the LRN kernel (the same numbers), not a setting of the experiment.
+NOT_IN_NAME = re.compile(
+    r"^(hydra|paths|logger|callbacks|trainer|debug|tags|test|ckpt_path|data\.(root|num_workers)|model\.lrn_compiled)(\.|$)"
+)
 
 
 class TrackedWandbLogger(WandbLogger):
