@@ -93,7 +93,9 @@ class LogLines(Callback):
         lr = f"{trainer.optimizers[0].param_groups[0]['lr']:.3g}" if trainer.optimizers else "?"  # the weights' group
         speed = images_per_second(self.epoch_images, self.train_end - self.epoch_start)
         wall = time.monotonic() - self.epoch_start
-        parts.append(f"| lr {lr} | {speed:.0f} img/s | epoch {duration(wall)} | ETA {duration(self.pace.eta(trainer.global_step))}")
+        parts.append(
+            f"| lr {lr} | {speed:.0f} img/s | epoch {duration(wall)} | ETA {duration(self.pace.eta(trainer.global_step))}"
+        )
         log.info(" ".join(parts))
 
     @staticmethod
