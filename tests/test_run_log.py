@@ -36,12 +36,13 @@ def hydra_like_logging(console, log_file):
     for handler in handlers:
         handler.setFormatter(logging.Formatter(HYDRA_FORMAT))
         root.addHandler(handler)
-    level, root.level = root.level, logging.INFO
+    level = root.level
+    root.setLevel(logging.INFO)  # setLevel, not .level: loggers cache whether they are enabled
     try:
         with contextlib.redirect_stdout(console):
             yield
     finally:
-        root.level = level
+        root.setLevel(level)
         for handler in handlers:
             root.removeHandler(handler)
             handler.close()
