@@ -156,8 +156,20 @@ def targets(cfg: DictConfig) -> dict[str, tuple[Any, dict]]:
                 except ConfigError as err:  # named under its group: callbacks.figures: ...
                     raise ConfigError(f"{group}.{err}") from err.__cause__
                 nodes[f"{group}.{name}"] = (target(args.get("_target_", ""), f"{group}.{name}"), args)
-    nodes["trainer"] = (L.Trainer, as_dict(cfg, "trainer"))
+    trainer, profiler = trainer_node(cfg)
+    if profiler is not None:
+        nodes["trainer.profiler"] = (target(profiler.get("_target_", ""), "trainer.profiler"), profiler)
+    nodes["trainer"] = (L.Trainer, trainer)
     return nodes
+
+
+def trainer_node(cfg: DictConfig) -> tuple[dict, dict | None]:
+    """lightning.Trainer's arguments, less a ``profiler`` given as a node (``_target_``: debug=profiler's,
+    with the run folder as its dirpath), returned apart for the run to build."""
+    trainer = as_dict(cfg, "trainer")
+    if isinstance(trainer.get("profiler"), dict):
+        return trainer, trainer.pop("profiler")
+    return trainer, None
 
 
 def build(key: str, factory, *args, **kwargs):

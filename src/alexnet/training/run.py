@@ -25,7 +25,7 @@ from alexnet.loggers.console import one_console
 from alexnet.paths import RunDir
 from alexnet.training import ddp, finetune
 from alexnet.training import summary as run_summary
-from alexnet.training.config import as_dict, build, validate
+from alexnet.training.config import as_dict, build, trainer_node, validate
 from alexnet.training.module import LitAlexNet
 from alexnet.training.optim import PaperSGD
 
@@ -87,10 +87,13 @@ def run(cfg: DictConfig) -> dict:
     identity = ClassIdentity()  # the classes go into every checkpoint; those this run starts from are checked
     callbacks.append(identity)
     ddp.use_job_command_for_ranks()
+    trainer_args, profiler = trainer_node(cfg)
+    if profiler is not None:
+        trainer_args["profiler"] = build("trainer.profiler", instantiate, profiler)
     trainer = build(
         "trainer",
         L.Trainer,
-        **as_dict(cfg, "trainer"),
+        **trainer_args,
         callbacks=callbacks,
         logger=loggers or False,
         default_root_dir=str(out),
