@@ -47,6 +47,9 @@ class LogLines(Callback):
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self.pace.start(trainer.global_step, float(trainer.estimated_stepping_batches))
         self.last_line_step, self.last_line_time = trainer.global_step, time.monotonic()
+        # A stop before the first batch (a signal in the sanity check) still ends the epoch: its line says 0 images.
+        self.epoch_start = self.train_end = self.last_line_time
+        self.epoch_images = 0
         self.step_lines = not sys.stdout.isatty()
         if not trainer.is_global_zero:
             return
