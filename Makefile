@@ -29,10 +29,9 @@ format: install
 	$(BIN)/ruff format .
 
 # Two workers, a test file each at a time (module fixtures, the SLURM cluster and a file's shared
-# runs stay in one process), one torch thread each: two workers of two threads on two cores ran
-# the torch-bound tests 2-5x slower.
+# runs stay in one process): half the suite is starting interpreters, which the second core overlaps.
 test: lint
-	OMP_NUM_THREADS=1 $(BIN)/python -m pytest -q -n 2 --dist loadfile --durations=15 $(ARGS)
+	$(BIN)/python -m pytest -q -n 2 --dist loadfile --durations=15 $(ARGS)
 
 test-fast: lint
 	$(BIN)/python -m pytest -q -m "not slow" $(ARGS)

@@ -236,9 +236,3 @@ def shared_data() -> Path:
     if not SHARED_DATA.is_dir():
         pytest.skip(f"real photos not available: {SHARED_DATA} is absent (it sits beside the project in CI)")
     return SHARED_DATA
-
-
-def pytest_collection_modifyitems(items):
-    """The longest runs (marked slow) first: with two workers (make test) their files start at once
-    instead of last, when nothing else is left to overlap them."""
-    items.sort(key=lambda item: item.get_closest_marker("slow") is None)
