@@ -28,10 +28,8 @@ format: install
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
 
-# Two workers, a test file each at a time (module fixtures, the SLURM cluster and a file's shared
-# runs stay in one process): half the suite is starting interpreters, which the second core overlaps.
 test: lint
-	$(BIN)/python -m pytest -q -n 2 --dist loadfile --durations=15 $(ARGS)
+	$(BIN)/python -m pytest -q --durations=15 $(ARGS)
 
 test-fast: lint
 	$(BIN)/python -m pytest -q -m "not slow" $(ARGS)
