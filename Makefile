@@ -28,8 +28,9 @@ format: install
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
 
+# Two workers (pytest-xdist), a test file each at a time (tests/conftest.py: the units and their order).
 test: lint
-	$(BIN)/python -m pytest -q --durations=15 $(ARGS)
+	$(BIN)/python -m pytest -q -n 2 --dist loadgroup --durations=15 $(ARGS)
 
 test-fast: lint
 	$(BIN)/python -m pytest -q -m "not slow" $(ARGS)

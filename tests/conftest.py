@@ -1,9 +1,20 @@
+"""What the tests share: composing and running train.py in this process or as a process, the
+session's shared runs, and how `make test` spreads the files over two workers."""
+
+# The test processes are entry points too: tuned first, before torch loads, as train.py tunes itself.
+# Above all OpenMP's idle threads sleep (OMP_WAIT_POLICY=PASSIVE): with torch's default they spin,
+# and two workers spinning on two cores ran the torch-bound tests 2-5x slower than one worker.
+from alexnet.host import tune_process
+
+tune_process()
+
 import contextlib
 import importlib.util
 import io
 import logging
 import os
 import random
+import shutil
 import signal
 import subprocess
 import sys
@@ -195,11 +206,27 @@ def wandb_offline_env(home: Path) -> dict:
     return env
 
 
+def fixture_dir(request, name: str) -> Path:
+    """A folder for a module- or session-scoped fixture's runs, removed when the fixture ends unless
+    a test failed meanwhile (then it stays for a look, as pytest keeps a failed test's tmp_path).
+    The paper net's checkpoints are 160 MB each: kept to the end, the suite's runs would fill
+    gigabytes of disk (pyproject's tmp_path_retention_policy does the same for tmp_path)."""
+    path = request.getfixturevalue("tmp_path_factory").mktemp(name)
+    failed_before = request.session.testsfailed
+
+    def remove() -> None:
+        if request.session.testsfailed == failed_before:
+            shutil.rmtree(path, ignore_errors=True)
+
+    request.addfinalizer(remove)
+    return path
+
+
 @pytest.fixture(scope="session")
-def cli_run(tmp_path_factory):
+def cli_run(request):
     """One `python train.py debug=fdr ...` (a fast dev run) through the real command line: its run
     folder and its console, for the tests of the CLI's output (test_training, test_console)."""
-    tmp = tmp_path_factory.mktemp("cli")
+    tmp = fixture_dir(request, "cli")
     run = tmp / "run"
     proc = run_train(
         "debug=fdr", f"data.root={tmp}/synthetic", "data.train_per_class=8", "data.val_per_class=4", f"hydra.run.dir={run}"
@@ -208,11 +235,11 @@ def cli_run(tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
-def sweep(tmp_path_factory):
+def sweep(request):
     """One multirun through train.py with logger=wandb (offline), whose middle job has a bad value:
     the jobs' folders (test_training), W&B grouping (test_wandb) and a sweep that goes on past a
     failed job (bad_input/test_sweeps) are read from it."""
-    tmp = tmp_path_factory.mktemp("sweep")
+    tmp = fixture_dir(request, "sweep")
     folder = tmp / "sweep"
     proc = run_train(
         "-m",
@@ -236,3 +263,20 @@ def shared_data() -> Path:
     if not SHARED_DATA.is_dir():
         pytest.skip(f"real photos not available: {SHARED_DATA} is absent (it sits beside the project in CI)")
     return SHARED_DATA
+
+
+# `make test` runs two workers (pytest-xdist, --dist loadgroup): a test file is one unit, so its
+# module-scoped runs are made once; the files that share the session's runs (cli_run, sweep) are
+# one unit together. Units holding a slow test go first, so the longest runs overlap the rest of
+# the suite instead of running last, alone.
+SESSION_RUNS = ("cli_run", "sweep")
+
+
+@pytest.hookimpl(tryfirst=True)  # before xdist's own hook reads the groups
+def pytest_collection_modifyitems(items):
+    shared = {item.module.__name__ for item in items if set(SESSION_RUNS) & set(item.fixturenames)}
+    unit = {item: "session-runs" if item.module.__name__ in shared else item.module.__name__ for item in items}
+    slow_units = {unit[item] for item in items if item.get_closest_marker("slow")}
+    for item in items:
+        item.add_marker(pytest.mark.xdist_group(unit[item]))
+    items.sort(key=lambda item: unit[item] not in slow_units)  # stable: the file order stays within each

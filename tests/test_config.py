@@ -137,6 +137,7 @@ def test_the_default_run_deviates_from_the_papers_recipe_only_where_demo_yaml_sa
     changed = {key for key in diff(demo, paper) if not key.startswith(("data.", "experiment", "tags"))}
     assert changed == {"model.init", "model.num_classes", "model.crop_size", "trainer.max_epochs"}
     assert (demo["model"]["init"], paper["model"]["init"], demo["optim"]["lr"]) == ("caffe", "paper", 0.01)
+    assert (demo["data"]["batch_size"], paper["data"]["batch_size"]) == (64, 128)  # section 5: "batch size of 128"
 
 
 @pytest.mark.parametrize(

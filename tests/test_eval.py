@@ -8,7 +8,7 @@ import shutil
 
 import pytest
 import torch
-from conftest import run_train, script, train_in_process
+from conftest import fixture_dir, run_train, script, train_in_process
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
 from PIL import Image
@@ -29,8 +29,8 @@ TWO_STEPS = [
 
 
 @pytest.fixture(scope="module")
-def sweep(tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("eval")
+def sweep(request):
+    tmp = fixture_dir(request, "eval")
     sweep = tmp / "sweep"
     for job, seed in enumerate((1, 2)):
         data = [f"data.root={tmp}/synthetic", "data.train_per_class=6", "data.val_per_class=2"]

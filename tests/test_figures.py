@@ -6,7 +6,7 @@ import json
 import pytest
 import torch
 from builders import small_model
-from conftest import OPTIM, SHARED_DATA, compose_train, train_in_process
+from conftest import OPTIM, SHARED_DATA, compose_train, fixture_dir, train_in_process
 from PIL import Image
 from test_wandb import records, wandb_env, wandb_files  # noqa: F401 (wandb_env: a fixture)
 
@@ -16,10 +16,10 @@ from alexnet.training.module import LitAlexNet
 
 
 @pytest.fixture(scope="module")
-def trained_setup(tmp_path_factory):
+def trained_setup(request):
     """An untrained two-GPU net at the demo's 67-pixel crop and a tiny synthetic set (real JPEGs)."""
     cfg = compose_train(
-        f"data.root={tmp_path_factory.mktemp('fig')}/synthetic",
+        f"data.root={fixture_dir(request, 'fig')}/synthetic",
         "data.train_per_class=5",
         "data.val_per_class=2",
         "data.num_workers=0",

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 from builders import data_module
-from conftest import SHARED_DATA
+from conftest import SHARED_DATA, fixture_dir
 from PIL import Image
 
 from alexnet.data.ilsvrc import read_devkit
@@ -131,8 +131,8 @@ def build_archives(
 
 
 @pytest.fixture(scope="module")
-def archives(shared_photos, tmp_path_factory):
-    root = tmp_path_factory.mktemp("ilsvrc2012")
+def archives(shared_photos, request):
+    root = fixture_dir(request, "ilsvrc2012")
     return root, build_archives(root, shared_photos, n_classes=500)
 
 

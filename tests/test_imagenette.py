@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import torch
 from builders import data_module, model_args
-from conftest import OPTIM, SHARED_DATA
+from conftest import OPTIM, SHARED_DATA, fixture_dir
 from longrun import train_here
 
 from alexnet.data import ImageFolderDataModule
@@ -19,13 +19,13 @@ RESIZE, CROP = 76, 67
 
 
 @pytest.fixture(scope="module")
-def imagenette(tmp_path_factory) -> ImageFolderDataModule:
+def imagenette(request) -> ImageFolderDataModule:
     if not SHARED_DATA.is_dir():  # conftest's shared_data, for a module-scoped fixture
         pytest.skip(f"real photos not available: {SHARED_DATA} is absent (it sits beside the project in CI)")
     dm = data_module(
         SHARED_DATA / "imagenette-mini",
         num_classes=10,
-        cache_dir=str(tmp_path_factory.mktemp("cache")),
+        cache_dir=str(fixture_dir(request, "cache")),
         resize=RESIZE,
         crop_size=CROP,
         stats_images=0,

@@ -14,7 +14,7 @@ import sys
 
 import pytest
 import torch
-from conftest import ROOT, SHARED_DATA, script, train_in_process
+from conftest import ROOT, SHARED_DATA, fixture_dir, script, train_in_process
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
@@ -25,10 +25,10 @@ PHOTOS = SHARED_DATA / "imagenette-mini"
 
 
 @pytest.fixture(scope="module")
-def run(tmp_path_factory):
+def run(request):
     if not PHOTOS.is_dir():
         pytest.skip(f"real photos not available: {PHOTOS} is absent (it sits beside the project in CI)")
-    tmp = tmp_path_factory.mktemp("predict")
+    tmp = fixture_dir(request, "predict")
     train_in_process(
         tmp / "run",
         "data=imagenette",

@@ -15,7 +15,7 @@ import pytest
 import torch
 import webdataset as wds
 from builders import data_module, data_node
-from conftest import ROOT
+from conftest import ROOT, fixture_dir
 from hydra.utils import instantiate
 from test_ilsvrc import build_archives, sample_photos, shared_photos  # noqa: F401 - a fixture
 
@@ -45,10 +45,10 @@ def markers(out: Path) -> dict[Path, int]:
 
 
 @pytest.fixture(scope="module")
-def prepared(shared_photos, tmp_path_factory):  # noqa: F811
+def prepared(shared_photos, request):  # noqa: F811
     """Archives with dirty files, prepared by a command killed part-way (kill -9 of its process
     group) and a second run (in this process)."""
-    src, out = tmp_path_factory.mktemp("src"), tmp_path_factory.mktemp("store") / "store"
+    src, out = fixture_dir(request, "src"), fixture_dir(request, "store") / "store"
     w = sorted(sample_photos(shared_photos, 100))
     dirty = {"train": {w[1]: "cmyk", w[2]: "gray", w[3]: "png"}, "val": {w[4]: "truncated"}}
     truth = build_archives(src, shared_photos, n_classes=100, dirty_files=dirty)
@@ -178,12 +178,12 @@ def test_training_reads_the_store_when_it_exists_else_the_raw_layout(prepared, t
 
 
 @pytest.fixture(scope="module")
-def small_store(tmp_path_factory):
+def small_store(request):
     """The synthetic set (10 classes) and its store, prepared in this process."""
     from alexnet.data import synthetic
     from alexnet.data.prepare import prepare
 
-    root = tmp_path_factory.mktemp("raw") / "data"
+    root = fixture_dir(request, "raw") / "data"
     synthetic.generate(root, train_per_class=3, val_per_class=2, image_size=72, seed=0)
     prepare(root, root.parent / "data_store", workers=1, resize=64)
     return root, root.parent / "data_store"

@@ -6,7 +6,7 @@ import json
 import shutil
 
 import pytest
-from conftest import run_train, train_in_process
+from conftest import fixture_dir, run_train, train_in_process
 from longrun import checkpoint, prepare, same_tensors, tiny, toy
 
 # patience 0: the plateau schedule cuts the lr at the first epoch without improvement, so a
@@ -15,11 +15,11 @@ RECIPE = ["+trainer.limit_train_batches=2", "optim.lr_patience=0", "data.num_wor
 
 
 @pytest.fixture(scope="module")
-def runs(tmp_path_factory):
+def runs(request):
     """The same 3-epoch run twice: once whole (keeping every epoch's checkpoint), once stopped
     after epoch 1 and resumed with the same command. The first part runs in a process of its own
     (`python train.py`): the resume and the repeat each cross a process boundary."""
-    root = tmp_path_factory.mktemp("resume")
+    root = fixture_dir(request, "resume")
     data, whole, stopped = root / "data", root / "whole", root / "stopped"
     prepare(data)
     # ckpt_path=last from the first start: the same command starts a run and continues it.

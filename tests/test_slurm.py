@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 import slurm_cluster
-from conftest import ROOT, with_eager_lrn
+from conftest import ROOT, fixture_dir, with_eager_lrn
 from longrun import SAME_GRADIENT, checkpoint, prepare, start, tiny
 
 pytestmark = [pytest.mark.slurm, pytest.mark.slow]
@@ -45,18 +45,18 @@ def empty_queue(slurm):
 
 
 @pytest.fixture(scope="module")
-def data(tmp_path_factory):
-    root = tmp_path_factory.mktemp("slurm_data")
+def data(request):
+    root = fixture_dir(request, "slurm_data")
     prepare(root / "data", "data.resize=67")  # generated once: the jobs only read it
     return root / "data"
 
 
 @pytest.fixture(scope="module")
-def uninterrupted(data, tmp_path_factory):
+def uninterrupted(data, request):
     """The recipe run once outside SLURM and never stopped: the reference. It runs in the
     background from the first test that asks for it (beside that test's jobs); calling the
     fixture's value waits for it (bounded) and returns its summary."""
-    root = tmp_path_factory.mktemp("uninterrupted")
+    root = fixture_dir(request, "uninterrupted")
     proc = start(*tiny(data, root / "run", EPOCHS, *SAME_GRADIENT, WORKERS), log=root / "log")
 
     def summary() -> dict:
@@ -149,12 +149,12 @@ def assert_same_metrics(got: dict, want: dict) -> None:
 
 
 @pytest.fixture(scope="module")
-def signalled(slurm, data, uninterrupted, tmp_path_factory):
+def signalled(slurm, data, uninterrupted, request):
     """One multirun of two jobs of the recipe, with loader workers and ckpt_path=last. Once a job
     has written its first last.ckpt, job 0 gets submitit's signal (`scancel --signal=USR2`: what
     SLURM sends before the time limit, or a pre-empting scheduler) and job 1 `scontrol requeue`
     (SIGTERM to the job, which is started again). Returns the sweep's folder and the job ids."""
-    root = tmp_path_factory.mktemp("signalled")
+    root = fixture_dir(request, "signalled")
     sweep, log = root / "sweep", root / "multirun.log"
     proc = multirun(
         slurm,

@@ -205,3 +205,18 @@ def test_reference_rows_name_their_protocol_and_source(outputs, tmp_path):
     assert rows["Caffe bvlc_alexnet"][1:3] == ["42.9", "19.8"] and "centre 227 crop" in rows["Caffe bvlc_alexnet"][3]
     assert rows["torchvision alexnet"][1:3] == ["43.48", "20.93"] and "acc@1 56.522" in rows["torchvision alexnet"][4]
     assert rows["paper: 1 CNN"][1:3] == ["40.7", "18.2"] and "ten 224 crops" in rows["paper: 1 CNN"][3]
+
+
+def test_run_names_and_table_settings_leave_out_the_same_logistics():
+    """One list (alexnet.overrides.LOGISTICS): a cache folder or the LRN kernel neither names a W&B
+    run nor splits the tables' settings; the budget (trainer.*) splits a setting but names no run."""
+    from types import SimpleNamespace
+
+    from alexnet.evaluation.by_dataset import setting_of
+    from alexnet.loggers.wandb_logger import run_name
+
+    overrides = ["model.lrn=false", "seed=3", "data.cache_dir=/c", "model.lrn_compiled=true", "logger=wandb"]
+    overrides.append("trainer.max_epochs=5")
+    hydra = SimpleNamespace(runtime=SimpleNamespace(choices={"logger": "wandb"}), overrides=SimpleNamespace(task=overrides))
+    assert run_name(hydra) == "no_lrn-seed3"
+    assert setting_of({"overrides": overrides}) == ("model.lrn=false", "trainer.max_epochs=5")

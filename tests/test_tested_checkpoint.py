@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
-from conftest import compose_train
+from conftest import compose_train, fixture_dir
 from longrun import train_here
 
 from alexnet.errors import ConfigError
@@ -29,9 +29,9 @@ TWO_EPOCHS = [
 
 
 @pytest.fixture(scope="module")
-def summaries(tmp_path_factory) -> dict[str, dict]:
+def summaries(request) -> dict[str, dict]:
     """One tiny run per choice, on the synthetic set (val is both the selection and the test split)."""
-    tmp = tmp_path_factory.mktemp("tested")
+    tmp = fixture_dir(request, "tested")
     return {
         which: train_here(tmp / which, f"data.root={tmp}/synthetic", *TWO_EPOCHS, f"test_checkpoint={which}")
         for which in ("last", "best")

@@ -7,7 +7,7 @@ import json
 
 import pytest
 import yaml
-from conftest import process_state, run_train, train_in_process
+from conftest import fixture_dir, process_state, run_train, train_in_process
 
 from alexnet.training.module import LitAlexNet
 
@@ -33,10 +33,10 @@ def test_multirun_puts_each_job_in_its_own_folder(sweep):
 
 
 @pytest.fixture(scope="module")
-def full_run(tmp_path_factory):
+def full_run(request):
     """One real epoch (5 steps) of the one-column net, tested, with the csv logger; and the process's
     state around it."""
-    tmp = tmp_path_factory.mktemp("full")
+    tmp = fixture_dir(request, "full")
     before = process_state()
     run = train_in_process(
         tmp / "run",

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import OPTIM, compose_train, train_in_process, with_eager_lrn
+from conftest import OPTIM, compose_train, fixture_dir, train_in_process, with_eager_lrn
 from longrun import TINY, prepare, toy, train_here
 from PIL import Image
 
@@ -91,11 +91,11 @@ def test_missing_or_foreign_checkpoint_files_are_refused(tmp_path, content, mess
 
 
 @pytest.fixture(scope="module")
-def full_disk_run(tmp_path_factory):
+def full_disk_run(request):
     """A real 2-step run whose run folder is on a 250 MiB filesystem of its own (tmpfs): room for its
     first checkpoint (154 MiB: weights and momentum), not for the second. Where mounting is not
     permitted, the same run on the ordinary disk (it then finishes; the full-disk test skips)."""
-    root = tmp_path_factory.mktemp("full_disk")
+    root = fixture_dir(request, "full_disk")
     data, disk = root / "data", root / "disk"
     disk.mkdir()
     mount = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=250m", "tmpfs", str(disk)], capture_output=True, text=True)

@@ -16,6 +16,7 @@ from statistics import mean, stdev
 import yaml
 from omegaconf import OmegaConf
 
+from alexnet.overrides import is_logistics, key_of
 from alexnet.paths import RunDir, project_root
 
 # A test error whose checkpoint was picked on the split it is tested on (test_checkpoint=best with
@@ -34,24 +35,8 @@ def own_split_mark(runs: list[dict]) -> str:
     return OWN_SPLIT_MARK if any(r.get("selected_on_test_split") for r in runs) else ""
 
 
-# Overrides that name the group's other axes, or cannot change what a run measures.
-NOT_SETTING = (
-    "seed=",
-    "experiment=",
-    "data=",
-    "data.root=",
-    "data.num_workers=",
-    "data.cache_dir=",
-    "logger",
-    "figures=",
-    "hydra.",
-    "paths.",
-    "tags=",
-    "ckpt_path=",
-    "callbacks.progress_bar",
-    "sync_every_n_steps=",
-    "model.lrn_compiled=",  # the LRN kernel, the same numbers
-)
+# Besides the logistics, the group's other axes: its seeds, the preset and the dataset (by choice and root).
+AXES = ("seed", "experiment", "data")
 
 
 def dataset_of(run_dir: Path) -> dict:
@@ -78,7 +63,7 @@ def shown_root(root: str | None) -> str:
 
 
 def setting_of(run: dict) -> tuple[str, ...]:
-    return tuple(sorted(o for o in run.get("overrides") or [] if not o.lstrip("+~").startswith(NOT_SETTING)))
+    return tuple(sorted(o for o in run.get("overrides") or [] if not (is_logistics(o) or key_of(o) in AXES)))
 
 
 def tested(run: dict) -> bool:

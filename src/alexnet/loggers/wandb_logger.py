@@ -27,17 +27,16 @@ from lightning.pytorch.loggers import WandbLogger
 from lightning.pytorch.utilities import rank_zero_only
 
 from alexnet.exit_codes import ExitCode
+from alexnet.overrides import is_logistics, within
 from alexnet.paths import RunDir, project_root
 
 log = logging.getLogger(__name__)
 
 MODES = ("auto", "online", "offline", "disabled")
 ID_FILE = RunDir.WANDB_ID
-# Overrides that say where or how a run goes (hardware, budget, folders), not what it tests: left out of run names.
-# model.lrn_compiled picks the LRN kernel (the same numbers), not a setting of the experiment.
-NOT_IN_NAME = re.compile(
-    r"^(hydra|paths|logger|callbacks|trainer|debug|tags|test|ckpt_path|data\.(root|num_workers)|model\.lrn_compiled)(\.|$)"
-)
+# Besides the logistics, a name leaves out the budget and the hardware (trainer.*, every callback, the
+# test phase, debug recipes): it says what the run tests, not how long or where.
+NOT_IN_NAME = ("trainer", "callbacks", "test", "debug")
 
 
 class TrackedWandbLogger(WandbLogger):
@@ -200,7 +199,7 @@ def run_name(hydra) -> str | None:
     parts = []
     for override in hydra.overrides.task:
         key, _, value = override.lstrip("+~").partition("=")
-        if NOT_IN_NAME.match(key):
+        if is_logistics(override) or within(key, NOT_IN_NAME):
             continue
         value = re.sub(r"[^\w.,-]", "", value)
         leaf = key.rsplit(".", 1)[-1]
