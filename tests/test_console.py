@@ -21,8 +21,14 @@ HYDRA_LINE = re.compile(r"^\[\d{4}-\d\d-\d\d [\d:,]+\]\[[\w.]+\]\[(INFO|WARNING|
 
 
 def progress_line(line: str) -> bool:
-    """The rich bars and table rules redraw themselves: repeats there are not messages."""
-    return "━" in line or "it/s" in line or line.lstrip().startswith(("Epoch ", "Validation", "Testing", "Sanity"))
+    """The rich bars and table rules redraw themselves, and the config tree's leaves repeat
+    (every_n_steps: 20 under several callbacks): repeats there are not messages."""
+    return (
+        "━" in line
+        or "it/s" in line
+        or line.lstrip().startswith(("Epoch ", "Validation", "Testing", "Sanity"))
+        or line.startswith(("│", "├", "└"))
+    )
 
 
 def test_train_prints_each_message_once_in_hydras_format_without_advertisements(cli_run):
@@ -31,6 +37,9 @@ def test_train_prints_each_message_once_in_hydras_format_without_advertisements(
     repeated = [line for line, n in Counter(line for line in lines if not progress_line(line)).items() if n > 1]
     assert not repeated, "\n".join(repeated)
     console = "\n".join(lines)
+    # The composed config, once, as a tree before the run (extras.print_config), values resolved.
+    assert lines.count("config") == 1 and re.search(r"^├── data$", console, re.M)
+    assert re.search(r"^│ +crop_size: 67$", console, re.M) and "${" not in console
     for advert in ("litlogger", "litmodels", "💡", "Tip:"):
         assert advert not in console
     seed = [line for line in lines if "Seed set to 0" in line]

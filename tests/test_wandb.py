@@ -63,6 +63,7 @@ def wandb_run(path: Path) -> dict:
         "name": run.display_name,
         "group": run.run_group,
         "job_type": run.job_type,
+        "tags": list(run.tags),
         "summary": summary,
         "config": config,
     }
@@ -97,6 +98,7 @@ def test_multirun_jobs_are_separate_runs_in_one_group(sweep):
     runs = [wandb_run(f) for f in wandb_files(folder)]
     assert len(runs) == 3 and len({r["id"] for r in runs}) == 3  # the failed job too: a run of its own
     assert {r["group"] for r in runs} == {"demo-sweep"}
+    assert {tuple(r["tags"]) for r in runs} == {("demo", "synthetic", "demo-sweep")}  # preset, dataset, sweep
     assert sorted(r["name"].rsplit("-", 1)[-1] for r in runs) == ["dropout0.2", "dropout0.3", "dropout1.5"]
     assert {(folder / j / "wandb_id.txt").read_text().strip() for j in ("0", "2")} <= {r["id"] for r in runs}
 

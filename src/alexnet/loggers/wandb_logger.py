@@ -97,7 +97,7 @@ def wandb_logger(
         save_dir=save_dir,
         id=run_id,
         mode=chosen,
-        tags=list(tags or []),
+        tags=run_tags(tags, hydra),
         name=name or (run_name(hydra) if hydra else None),
         group=group or (sweep_group(hydra) if hydra else None),
         job_type=job_type or (hydra.runtime.choices.get("experiment") if hydra else None) or "train",
@@ -222,6 +222,15 @@ def is_number(text: str) -> bool:
         return False
 
 
+def run_tags(tags: list[str], hydra) -> list[str]:
+    """The preset's tags (logger.wandb.tags, i.e. ${tags}), then the dataset's name and the sweep's
+    group, so a dashboard can filter by either without knowing the config."""
+    found = list(tags or [])
+    if hydra:
+        found += [hydra.runtime.choices.get("data"), sweep_group(hydra)]
+    return list(dict.fromkeys(t for t in found if t))
+
+
 def sweep_group(hydra) -> str | None:
     """One group per multirun: the experiment and the sweep folder's name (a timestamp by default)."""
     from hydra.types import RunMode
@@ -313,7 +322,7 @@ def record_failed(cfg, summary: dict) -> None:
                 name=node.get("name") or (run_name(hydra) if hydra else None),
                 group=node.get("group") or (sweep_group(hydra) if hydra else None),
                 job_type=node.get("job_type") or experiment or "train",
-                tags=list(node.get("tags") or []),
+                tags=run_tags(node.get("tags"), hydra),
                 settings=wandb.Settings(silent=True, **git_settings()),
                 config={"overrides": list(hydra.overrides.task) if hydra else sys.argv[1:]},
             )

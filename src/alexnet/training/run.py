@@ -21,6 +21,7 @@ from alexnet.checkpointing.resolve import last_checkpoint_path, latest_good_chec
 from alexnet.errors import ConfigError, RunStopped
 from alexnet.exit_codes import ExitCode
 from alexnet.loggers import wandb_logger
+from alexnet.loggers.config_tree import print_config_tree
 from alexnet.loggers.console import one_console
 from alexnet.paths import RunDir
 from alexnet.training import ddp, finetune
@@ -68,6 +69,8 @@ def num_classes(datamodule) -> int:
 def run(cfg: DictConfig) -> dict:
     validate(cfg)
     quiet_duplicates()
+    if cfg.extras.print_config:
+        print_config_tree(cfg)
     L.seed_everything(cfg.seed, workers=True)
     out = Path(cfg.paths.output_dir)
     out.mkdir(parents=True, exist_ok=True)
