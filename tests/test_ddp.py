@@ -30,6 +30,10 @@ def test_two_gloo_processes_match_one_process_in_a_multirun(tmp_path):
     ddp, single = jobs(sweep)
     assert [j.name for j in (ddp, single)] == ["0", "1"]  # one folder per job, none per rank
     assert (ddp / "train_rank1.log").exists() and not (single / "train_rank1.log").exists()
+    # The dataset check runs once per run, on rank zero.
+    assert (ddp / "train.log").read_text().count("data check of") == 1 and "data check" not in (
+        ddp / "train_rank1.log"
+    ).read_text()
     a, b = (json.loads((j / "summary.json").read_text()) for j in (ddp, single))
     assert a["status"] == b["status"] == "finished" and a["epochs"] == b["epochs"] == 2
     for key in ("train/loss", "val/loss"):

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 from conftest import ROOT
 
+from alexnet.data.check import CROSS_SPLIT
 from alexnet.evaluation import tables
 
 
@@ -220,3 +221,16 @@ def test_run_names_and_table_settings_leave_out_the_same_logistics():
     hydra = SimpleNamespace(runtime=SimpleNamespace(choices={"logger": "wandb"}), overrides=SimpleNamespace(task=overrides))
     assert run_name(hydra) == "no_lrn-seed3"
     assert setting_of({"overrides": overrides}) == ("model.lrn=false", "trainer.max_epochs=5")
+
+
+def test_an_error_measured_on_splits_that_share_images_is_marked(outputs, tmp_path):
+    shared = {**finished("ablation_no_lrn", 0.425, 0.197), CROSS_SPLIT: 3}
+    (outputs / "multiruns" / "2026-01-02_00-00-00" / "0" / "summary.json").write_text(json.dumps(shared))
+    runs, evals, fig1 = tables.collect([outputs])
+    text = tables.render(runs, evals, tmp_path / "tables", fig1)
+    rows = rows_of(text)
+    assert rows["ablation_no_lrn"][3] == "1.5‡" and rows["ablation_no_lrn"][6] == "1.2‡"
+    assert rows["1 CNN"][2] == "41.0" and rows["ablation_1gpu"][3] == "2.0"  # their runs' splits share none
+    assert text.rstrip().endswith(tables.by_dataset.DUPLICATES_NOTE)
+    clean = tables.render(*tables.collect([outputs / "runs"])[:2], tmp_path / "clean")
+    assert "‡" not in clean

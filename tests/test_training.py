@@ -4,11 +4,14 @@ The command line is tested through `python train.py` (a fast dev run, a multirun
 writes is tested on one in-process run (tests/conftest.py: train_in_process)."""
 
 import json
+import shutil
 
 import pytest
 import yaml
 from conftest import fixture_dir, process_state, run_train, train_in_process
 
+from alexnet.data import synthetic
+from alexnet.data.check import CROSS_SPLIT
 from alexnet.training.module import LitAlexNet
 
 
@@ -35,8 +38,11 @@ def test_multirun_puts_each_job_in_its_own_folder(sweep):
 @pytest.fixture(scope="module")
 def full_run(request):
     """One real epoch (5 steps) of the one-column net, tested, with the csv logger; and the process's
-    state around it."""
+    state around it. One training image is also in the validation split, byte for byte."""
     tmp = fixture_dir(request, "full")
+    synthetic.generate(tmp / "synthetic", train_per_class=8, val_per_class=4, image_size=76, seed=0)  # as the run would
+    wnid = synthetic.CLASSES[0][0]
+    shutil.copyfile(tmp / "synthetic" / "train" / wnid / f"{wnid}_00000.JPEG", tmp / "synthetic" / "val" / wnid / "copy.JPEG")
     before = process_state()
     run = train_in_process(
         tmp / "run",
@@ -68,6 +74,20 @@ def test_csv_logger_writes_every_metric_and_no_other_logger_writes(full_run):
     expected = {"train/loss", "val/top1_err", "val/top5_err", "test/top1_err", "test/top5_err", "lr-SGD/weights", "lr-SGD/biases"}
     assert expected <= set(metrics)
     assert not (run / "tensorboard").exists() and not (run / "wandb").exists()
+
+
+def test_a_run_lists_the_images_its_splits_share_and_records_their_count(full_run):
+    run = full_run[0]
+    wnid = synthetic.CLASSES[0][0]
+    listed = (run.dir / "duplicates.tsv").read_text().splitlines()
+    assert listed == [
+        "set\tacross_splits\tsplit\tfile",
+        f"0\tTrue\ttrain\ttrain/{wnid}/{wnid}_00000.JPEG",
+        f"0\tTrue\tval\tval/{wnid}/copy.JPEG",
+    ]
+    assert json.loads((run.dir / "summary.json").read_text())[CROSS_SPLIT] == 1
+    assert "data check: 1 image is in more than one split (train, val) as byte-identical files" in run.log
+    assert f"(listed in {run.dir / 'duplicates.tsv'})" in run.log
 
 
 def test_an_in_process_run_leaves_the_process_as_it_found_it(full_run):

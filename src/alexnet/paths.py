@@ -56,6 +56,7 @@ class RunDir:
     CHECKPOINTS = "checkpoints"
     LAST = "last.ckpt"  # the name Lightning's ModelCheckpoint gives it (CHECKPOINT_NAME_LAST + FILE_EXTENSION)
     FIGURES = "figures"
+    DUPLICATES = "duplicates.tsv"  # the byte-identical images the start-of-run data check found (alexnet.data.check)
 
     def __init__(self, path: str | os.PathLike):
         self.path = Path(path)
@@ -95,6 +96,10 @@ class RunDir:
     @property
     def figures(self) -> Path:
         return self.path / self.FIGURES
+
+    @property
+    def duplicates(self) -> Path:
+        return self.path / self.DUPLICATES
 
     def is_run(self) -> bool:
         return self.config.exists()

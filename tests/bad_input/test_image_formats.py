@@ -4,9 +4,12 @@ predict's load and figure 1's reader. Each must give Pillow's own 8-bit RGB conv
 file, after the same central square, up to the rule of ``alexnet.data.decode``: 16-bit keeps its
 high byte, alpha is composited on white, an animation gives its first frame, and only predict
 turns a photo upright by its EXIF orientation. What no rule turns into RGB is unreadable, alike
-in every path."""
+in every path. The folder listing takes every format as an image, and the dataset check counts
+each conversion the rule will make."""
 
 import io
+import shutil
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -15,12 +18,14 @@ import torch
 from PIL import Image, ImageOps
 from torchvision.io import encode_jpeg
 
+from alexnet.data import check
 from alexnet.data import decode as decode_module
 from alexnet.data.batches import collate
 from alexnet.data.datasets import ImageRecords, SkipUnreadable
 from alexnet.data.decode import UnreadableImage, central_square, describe
 from alexnet.data.prepare import encode
 from alexnet.data.records import Records
+from alexnet.data.sources import FolderSource
 from alexnet.data.stats import compute_stats
 from alexnet.evaluation.predict import load_image
 from alexnet.experiments.fig1 import read_image
@@ -201,3 +206,16 @@ def test_more_than_max_pixels_is_refused_in_one_line(files, monkeypatch):
             UnreadableImage, match=r"^90x70 pixels, more than the 6299 decoded here \(alexnet.data.decode.MAX_PIXELS\)$"
         ):
             load_image(files[name][0], R)
+
+
+def test_the_listing_takes_every_format_and_the_check_counts_each_conversion(files, tmp_path):
+    images = tmp_path / "data" / "train" / "c"
+    shutil.copytree(files["plain.jpg"][0].parent, images)  # every format, and the unreadable files
+    shutil.copyfile(files["rgb8.png"][0], images / "png.JPEG")  # a PNG named as a JPEG
+    report = check.full(FolderSource(tmp_path / "data"), ["train"])
+    assert report.counts == {"train": {"c": len(files) + len(BAD) + 1}}  # GIF, WebP and TIFF included
+    assert report.formats == Counter({"JPEG": 5, "PNG": 6, "GIF": 1, "TIFF": 1, "WEBP": 1})  # truncated.jpg: a JPEG header
+    assert report.misnamed == Counter({"PNG named .jpeg": 1})
+    conversions = {"grayscale": 4, "palette": 2, "alpha": 2, "CMYK": 1, "16-bit": 1, "float": 1, "animated": 1, "EXIF-rotated": 1}
+    assert report.conversions == Counter(conversions)  # gray.jpg, gray16.png, float.tif, la.png are grayscale
+    assert report.empty_files == ["train/c/empty.jpg"] and report.unidentified == ["train/c/text.jpg"]

@@ -13,9 +13,10 @@ from typing import Literal
 
 import lightning as L
 import torch
+from lightning.pytorch.utilities import rank_zero_only
 from torch.utils.data import DataLoader
 
-from alexnet.data import fingerprint, synthetic
+from alexnet.data import check, fingerprint, synthetic
 from alexnet.data.augment import IMAGENET_EIGVAL, IMAGENET_EIGVEC, BatchAugment, MeanMode, check_crops
 from alexnet.data.batches import collate
 from alexnet.data.datasets import EncodedRecords, ImageRecords, SkipUnreadable
@@ -26,6 +27,7 @@ from alexnet.data.stats import load_or_compute
 from alexnet.data.store import StoreSource, check_prepared_from, is_store
 from alexnet.data.unreadable import UnreadableCounter
 from alexnet.data.workers import worker_init
+from alexnet.paths import RunDir
 
 log = logging.getLogger(__name__)
 
@@ -84,6 +86,7 @@ class ImageFolderDataModule(L.LightningDataModule):
         self.source = None
         self.augment: BatchAugment | None = None
         self._classes: list[str] | None = None
+        self.checked: check.Report | None = None
 
     def check_root(self) -> None:
         if not self.root.is_dir():
@@ -167,7 +170,31 @@ class ImageFolderDataModule(L.LightningDataModule):
                     f"data.root: the '{self.splits[name]}' classes differ from the '{self.splits['train']}' classes in {root}"
                 )
         self.resolve_num_classes()
+        if self.source.kind == "folder" and rank_zero_only.rank == 0:
+            self.check_folders()
         self.augment = self.build_augment()
+
+    def check_folders(self) -> None:
+        """The start-of-run dataset check (``check.quick``) of the splits this run reads, on the
+        listing just made: its findings logged, its duplicates listed in the run folder."""
+        self.checked = check.quick(self.source, list(dict.fromkeys(self.splits.values())))
+        listed_in = None
+        if self.checked.groups and self.trainer is not None:
+            listed_in = RunDir(self.trainer.default_root_dir).duplicates
+            self.checked.write_duplicates(listed_in)
+        for line in self.checked.warnings(listed_in):
+            log.warning("data check: %s", line)
+        log.info(
+            "data check of %s: %d images, %d files read for their digests, %.2f s",
+            self.source.root,
+            sum(sum(c.values()) for c in self.checked.counts.values()),
+            self.checked.read,
+            self.checked.seconds,
+        )
+
+    def data_summary(self) -> dict:
+        """What summary.json records of the data check (nothing when the layout was not checked)."""
+        return self.checked.summary_fields() if self.checked is not None else {}
 
     def warn_unreadable(self, split: str) -> None:
         """A store's val/test split lacks the images prepare could not read: say so, never silently."""

@@ -36,7 +36,7 @@ import warnings
 import numpy as np
 import simplejpeg
 import torch
-from PIL import Image, ImageOps
+from PIL import ExifTags, Image, ImageOps
 from torchvision.io import ImageReadMode, decode_jpeg
 from torchvision.transforms.v2 import functional as TF
 
@@ -142,6 +142,34 @@ def pil_rgb8(im: Image.Image) -> np.ndarray:
         rgba = im.convert("RGBA")
         return np.asarray(Image.alpha_composite(Image.new("RGBA", im.size, (*BACKGROUND, 255)), rgba).convert("RGB")).copy()
     return np.asarray(im.convert("RGB")).copy()
+
+
+GRAY_BANDS = {"1", "L", "I", "F"}
+
+
+def conversions(im: Image.Image) -> list[str]:
+    """What the rule does to an open Pillow image besides decoding it, from its header (as
+    ``pil_rgb8`` decides): '16-bit', 'float', 'palette', 'alpha', 'CMYK', 'grayscale',
+    'animated' (the first frame is read), 'EXIF-rotated' (only predict turns it); [] for 8-bit RGB."""
+    mode, bands = im.mode, set(im.getbands())
+    found = []
+    if mode.startswith("I;16") or mode == "I":
+        found.append("16-bit")
+    if mode == "F":
+        found.append("float")
+    if mode in ("P", "PA"):
+        found.append("palette")
+    if "A" in mode or "a" in mode or "transparency" in im.info:
+        found.append("alpha")
+    if mode == "CMYK":
+        found.append("CMYK")
+    if bands - {"A"} <= GRAY_BANDS:
+        found.append("grayscale")
+    if getattr(im, "n_frames", 1) > 1:
+        found.append("animated")
+    if im.getexif().get(ExifTags.Base.Orientation, 1) not in (0, 1):
+        found.append("EXIF-rotated")
+    return found
 
 
 def describe(data: bytes) -> str:

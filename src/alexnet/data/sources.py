@@ -6,17 +6,14 @@
 - folders: ``root/<split>/<class>/*`` (ImageNet extracted, Imagenette, any folder-per-class set).
 """
 
-import os
 from pathlib import Path
-
-from torchvision.datasets.folder import make_dataset
 
 from alexnet.data import ilsvrc
 from alexnet.data.cache import CacheFolder
+from alexnet.data.listing import IMAGE_EXTENSIONS, SplitListing, list_split, subfolders
 from alexnet.data.records import Records
 from alexnet.data.store import StoreSource, is_store
 
-IMAGE_EXTENSIONS = (".jpeg", ".jpg", ".png")
 # "wnid name" per line: this project's labels.txt, imagenet-sample's synsets.txt, Kaggle's LOC_synset_mapping.txt.
 NAME_FILES = ("labels.txt", "synsets.txt", "LOC_synset_mapping.txt")
 
@@ -32,20 +29,6 @@ def read_names(root: Path) -> dict[str, str]:
     return {}
 
 
-def visible(name: str) -> bool:
-    """Hidden files and folders (``.ipynb_checkpoints``, macOS ``._x.JPEG``) are never classes or images."""
-    return not name.startswith(".")
-
-
-def is_image(path: str, split_folder: Path) -> bool:
-    """An image file, not hidden and in no hidden folder (make_dataset walks a class folder's subfolders too)."""
-    return path.lower().endswith(IMAGE_EXTENSIONS) and all(visible(part) for part in Path(path).relative_to(split_folder).parts)
-
-
-def subfolders(folder: Path) -> list[str]:
-    return sorted(e.name for e in os.scandir(folder) if e.is_dir() and visible(e.name))
-
-
 class FolderSource:
     kind = "folder"
 
@@ -53,6 +36,7 @@ class FolderSource:
         self.root = Path(root)
         self.cache = CacheFolder(self.root, cache_dir)
         self.labels = read_names(self.root)
+        self.listings: dict[str, SplitListing] = {}
 
     def splits(self) -> list[str]:
         """The usual split folders present; any folders when there are none of those."""
@@ -69,15 +53,23 @@ class FolderSource:
             raise FileNotFoundError(f"data.root: {folder}: no class folder in it (expected {split}/<class>/*.JPEG)")
         return classes
 
+    def listing(self, split: str) -> SplitListing:
+        """The split's classes and files (``listing``), walked once: the records and the check read it."""
+        if split not in self.listings:
+            self.classes(split)  # a missing split or one without classes: named here
+            self.listings[split] = list_split(self.root, split)
+        return self.listings[split]
+
     def records(self, split: str) -> Records:
-        classes = self.classes(split)
-        folder = self.root / split
-        try:
-            index = {c: i for i, c in enumerate(classes)}
-            samples = make_dataset(str(folder), index, is_valid_file=lambda p: is_image(p, folder))
-        except FileNotFoundError as err:  # an empty class folder
-            raise FileNotFoundError(f"data.root: {folder}: {err}") from err
-        return Records.of_files(classes, self.root, samples)
+        listing = self.listing(split)
+        empty = listing.empty_classes()
+        if empty:
+            raise FileNotFoundError(
+                f"data.root: {listing.folder}: Found no valid file for the classes {', '.join(empty)}. "
+                f"Supported extensions are: {', '.join(IMAGE_EXTENSIONS)}"
+            )
+        samples = [(path, label) for label, c in enumerate(listing.classes) for path in listing.files[c]]
+        return Records.of_files(listing.classes, self.root, samples)
 
     def files(self, split: str) -> list[str]:
         return self.records(split).files

@@ -16,6 +16,7 @@ from statistics import mean, stdev
 import yaml
 from omegaconf import OmegaConf
 
+from alexnet.data.check import CROSS_SPLIT
 from alexnet.overrides import is_logistics, key_of
 from alexnet.paths import RunDir, project_root
 
@@ -33,6 +34,25 @@ OWN_SPLIT_NOTE = (
 def own_split_mark(runs: list[dict]) -> str:
     """The mark when any of ``runs`` was tested with a checkpoint selected on its own test split."""
     return OWN_SPLIT_MARK if any(r.get("selected_on_test_split") for r in runs) else ""
+
+
+# A test error of a run whose splits share byte-identical images (the start-of-run data check,
+# alexnet.data.check): an image trained on and tested on again. Marked, explained once under the tables.
+DUPLICATES_MARK = "‡"
+DUPLICATES_NOTE = (
+    f"{DUPLICATES_MARK} the run's splits share byte-identical images (summary.json `{CROSS_SPLIT}`, listed in the run "
+    f"folder's {RunDir.DUPLICATES}): a test image also trained on may bias the error low."
+)
+
+
+def duplicates_mark(runs: list[dict]) -> str:
+    """The mark when any of ``runs`` found images in more than one of its splits."""
+    return DUPLICATES_MARK if any(r.get(CROSS_SPLIT) for r in runs) else ""
+
+
+def marks(runs: list[dict]) -> str:
+    """Every mark ``runs``' errors carry: own-split selection, cross-split duplicates."""
+    return own_split_mark(runs) + duplicates_mark(runs)
 
 
 # Besides the logistics, the group's other axes: its seeds, the preset and the dataset (by choice and root).
@@ -124,7 +144,7 @@ def table(runs: list[dict], base: str, paper: dict[str, tuple[str, str]]) -> tup
         else:
             d1 = d5 = ""
         paper_delta = " / ".join(paper[preset]) if preset in paper else ""
-        mark = own_split_mark(group)
+        mark = marks(group)
         rows.append([preset, str(len(group)), seeds, spread(top1) + mark, spread(top5) + mark, d1, d5, paper_delta])
     return header, rows
 

@@ -22,7 +22,7 @@ from alexnet.checkpointing.checks import IDENTITY, class_differences
 from alexnet.checkpointing.io import load
 from alexnet.data.augment import CROP_COUNTS
 from alexnet.data.decode import decode
-from alexnet.data.sources import IMAGE_EXTENSIONS
+from alexnet.data.listing import IMAGE_EXTENSIONS, is_image
 from alexnet.errors import ConfigError
 from alexnet.evaluation.evaluate import build_datamodule, data_config, find_members
 from alexnet.training.module import load_module
@@ -44,14 +44,14 @@ class Prediction:
 
 def image_files(paths: Iterable[str]) -> list[Path]:
     """Files as given (whatever their extension: an unreadable one is reported later), folders
-    searched recursively for .jpeg / .jpg / .png, in sorted order."""
+    searched recursively for image files (``listing.IMAGE_EXTENSIONS``), in sorted order."""
     files = []
     for raw in paths:
         path = Path(raw).expanduser()
         if path.is_dir():
-            found = sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS)
+            found = sorted(p for p in path.rglob("*") if p.is_file() and is_image(p.name))
             if not found:
-                raise FileNotFoundError(f"{path}: no .jpeg, .jpg or .png file in this folder")
+                raise FileNotFoundError(f"{path}: no image file ({', '.join(IMAGE_EXTENSIONS)}) in this folder")
             files += found
         elif path.is_file():
             files.append(path)

@@ -24,6 +24,7 @@ from statistics import mean
 
 import yaml
 
+from alexnet.data.check import CROSS_SPLIT
 from alexnet.evaluation import by_dataset
 from alexnet.paths import RunDir
 
@@ -149,7 +150,8 @@ def wandb_runs(project: str, known_ids: set) -> list[dict]:
             if r.id in known_ids:  # already read from its local run folder
                 continue
             status = {"finished": "finished", "running": "incomplete (running)", "killed": "interrupted"}.get(r.state, "failed")
-            summary = {k: v for k, v in dict(r.summary).items() if k.startswith("test/") or k == "selected_on_test_split"}
+            picked = ("selected_on_test_split", CROSS_SPLIT)
+            summary = {k: v for k, v in dict(r.summary).items() if k.startswith("test/") or k in picked}
             runs.append(
                 {
                     **summary,
@@ -182,14 +184,14 @@ def not_counted_reason(run: dict) -> str:
 
 def single(runs: list[dict], experiment: str) -> tuple[float | None, float | None, list[str], str]:
     """Mean test top-1 / top-5 error (%) over the finished runs of one preset, their folders, and
-    the mark when one of them was selected on its own test split."""
+    the marks their errors carry (``by_dataset.marks``)."""
     done = [
         r for r in runs if r.get("experiment") == experiment and counted(r) and (r.get("data") or {}).get("name") in PAPER_DATA
     ]
     if not done:
         return None, None, [], ""
     top1, top5 = (100 * mean(r[f"test/{k}_err"] for r in done) for k in ("top1", "top5"))
-    return top1, top5, [r["run_dir"] for r in done], by_dataset.own_split_mark(done)
+    return top1, top5, [r["run_dir"] for r in done], by_dataset.marks(done)
 
 
 def ensemble(evals: list[dict], members: dict) -> tuple[float | None, float | None, list[str]]:
@@ -270,7 +272,7 @@ def ablation_table(runs: list[dict]) -> tuple[list[str], list[list[str]]]:
         a1, a5, ablated, mark = single(runs, experiment)
         m1 = a1 - b1 if a1 is not None and b1 is not None else None
         m5 = a5 - b5 if a5 is not None and b5 is not None else None
-        mark = (mark or base_mark) if m1 is not None else ""
+        mark = "".join(dict.fromkeys(mark + base_mark)) if m1 is not None else ""  # either side's marks, once each
         rows.append([experiment, component, *cells(d1, m1, mark), *cells(d5, m5, mark), f"{len(ablated)}/{len(base)}"])
     return header, rows
 
@@ -346,8 +348,10 @@ def render(runs: list[dict], evals: list[dict], out: Path, fig1: list[dict] = ()
         with open(out / f"{name}.csv", "w", newline="") as f:
             csv.writer(f).writerows([header, *rows])
         parts.append(f"## {title}\n\n{markdown(header, rows) if rows else '(none)'}")
-    if by_dataset.OWN_SPLIT_MARK in "".join(parts[1:]):
-        parts.append(by_dataset.OWN_SPLIT_NOTE)
+    notes = {by_dataset.OWN_SPLIT_MARK: by_dataset.OWN_SPLIT_NOTE, by_dataset.DUPLICATES_MARK: by_dataset.DUPLICATES_NOTE}
+    for mark, note in notes.items():
+        if mark in "".join(parts[1:]):
+            parts.append(note)
     text = "\n\n".join(parts) + "\n"
     (out / "tables.md").write_text(text)
     return text

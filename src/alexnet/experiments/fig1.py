@@ -29,6 +29,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from alexnet.data.decode import UnreadableImage, decode
+from alexnet.data.listing import is_image
 
 ACTIVATIONS = {"relu": nn.ReLU, "tanh": nn.Tanh}
 SEGMENTS = 5  # training error points per epoch (cuda-convnet's five CIFAR-10 data batches)
@@ -40,7 +41,7 @@ def load_folder(root: Path, split: str, limit: int = 0) -> tuple[torch.Tensor, t
     names = class_names(root)
     files, labels = [], []
     for index, name in enumerate(names):
-        found = sorted(p for p in (root / split / name).iterdir() if p.suffix.lower() in (".jpg", ".jpeg", ".png"))
+        found = sorted(p for p in (root / split / name).iterdir() if is_image(p.name))
         files += found
         labels += [index] * len(found)
     if not files:

@@ -148,6 +148,7 @@ def run(cfg: DictConfig) -> dict:
         summary.update({k: float(v) for k, v in metrics[0].items()})
         summary.update(tested)
         summary["test_crops"] = datamodule.test_crops
+    summary.update(datamodule.data_summary())  # cross-split duplicates: the tables mark the test error
     summary["run_dir"] = str(out)
     summary.update(run_summary.run_info(cfg))  # experiment, overrides, seed, tags: what the tables group by
     if pretrained:
