@@ -206,3 +206,21 @@ def test_a_missing_tested_checkpoint_is_named_with_what_stands_in_for_it(tmp_pat
         run.last_checkpoint,
         f"{run.summary}: the tested checkpoint {run.checkpoints}/epoch004.ckpt is missing; using {run.last_checkpoint} instead",
     )
+
+
+def test_the_resume_hint_of_an_overwriting_run_continues_it(tmp_path):
+    """A run started with overwrite=true and stopped: the command that resumes it drops overwrite=true
+    (with ckpt_path=last it would be refused as a contradiction)."""
+    from hydra.core.hydra_config import HydraConfig
+    from omegaconf import open_dict
+
+    from alexnet.callbacks.stopping import resume_hint
+
+    cfg = hydra_config(f"hydra.run.dir={tmp_path}", "seed=1", "overwrite=true")
+    with open_dict(cfg):
+        cfg.hydra.runtime.output_dir = str(tmp_path)
+    HydraConfig.instance().set_config(cfg)
+    try:
+        assert resume_hint(None) == f"resume with: python train.py seed=1 hydra.run.dir={tmp_path} ckpt_path=last"
+    finally:
+        HydraConfig.instance().cfg = None
