@@ -53,6 +53,8 @@ def main(argv: list[str] | None = None) -> None:
     except (ConfigError, FileNotFoundError) as err:
         print(f"eval error: {err}", file=sys.stderr)
         sys.exit(ExitCode.CONFIG_ERROR)
+    for warning in results["warnings"]:
+        print(f"eval warning: {warning}", file=sys.stderr)
     crop = "ten-crop" if args.crops == 10 else "centre crop"
     for m in results["members"]:
         print(f"{m['checkpoint']}: top-1 {100 * m['top1_err']:.2f}%  top-5 {100 * m['top5_err']:.2f}%")

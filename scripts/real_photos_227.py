@@ -54,6 +54,7 @@ def main() -> None:
             "test=false",
             "++figures=false",
             f"hydra.run.dir={run}",
+            "overwrite=true",  # each time a measurement afresh, in the same folder
         ]
         print("$", " ".join(command[1:]), flush=True)
         start = time.time()

@@ -73,13 +73,13 @@ def test_ensemble_of_two_matches_hand_computation(sweep):
         summary = json.loads((sweep / job / "summary.json").read_text())
         assert member["top1_err"] == pytest.approx(summary["test/top1_err"])
         assert member["top5_err"] == pytest.approx(summary["test/top5_err"])
-        assert member["seed"] == int(job) + 1 and member["checkpoint"] == summary["test_checkpoint"]
+        assert member["seed"] == int(job) + 1 and member["checkpoint"] == str(sweep / job / summary["test_checkpoint"])
 
 
 def test_runs_end_with_figures_3_and_4_in_their_folder(sweep):
     summary = json.loads((sweep / "0" / "summary.json").read_text())
     names = ["conv1_filters.png", "top5.png", "neighbours.png"]
-    assert summary["figures"] == [str(sweep / "0" / "figures" / n) for n in names]
+    assert summary["figures"] == [f"figures/{n}" for n in names]  # relative to the run folder
     for name in names:
         with Image.open(sweep / "0" / "figures" / name) as image:
             assert image.format == "PNG"
@@ -109,7 +109,7 @@ def test_eval_py_writes_results_json(sweep, tmp_path):
     proc = run_train(str(sweep), "--crops", "1", "--num-workers", "0", "--out", str(out), script="eval.py", timeout=300)
     results = json.loads(out.read_text())
     assert results["crops"] == 1 and results["split"] == "val" and len(results["data_fingerprint"]) == 64
-    tested = [json.loads((sweep / j / "summary.json").read_text())["test_checkpoint"] for j in "01"]
+    tested = [str(sweep / j / json.loads((sweep / j / "summary.json").read_text())["test_checkpoint"]) for j in "01"]
     assert [m["checkpoint"] for m in results["members"]] == tested
     assert {"top1_err", "top5_err"} <= set(results["ensemble"]) and "ensemble of 2" in proc.stdout
 
@@ -119,3 +119,38 @@ def test_eval_py_names_a_missing_checkpoint(tmp_path, capsys):
         script("eval.py").main([str(tmp_path / "nope.ckpt")])
     err = capsys.readouterr().err
     assert exit.value.code == ExitCode.CONFIG_ERROR and "nope.ckpt" in err and "Traceback" not in err
+
+
+def test_a_copied_run_folder_evaluates_its_own_tested_checkpoint(sweep, tmp_path, capsys):
+    """cp -a runs/R /backup/R, then runs/R deleted: eval.py and predict.py on the copy use the
+    copy's tested checkpoint, from a summary of relative paths or one of the absolute paths older
+    summaries hold; a tested checkpoint missing from the copy is named, with what stands in for it."""
+    from alexnet.evaluation.evaluate import find_members
+    from alexnet.evaluation.predict import Predictor
+
+    origin, backup = tmp_path / "runs" / "R", tmp_path / "backup" / "R"
+    summary = json.loads((sweep / "0" / "summary.json").read_text())
+    tested = "checkpoints/epoch000.ckpt"  # as test_checkpoint=best records it: not last.ckpt
+    for recorded in (str(origin / tested), tested):  # an older summary, then a new one
+        shutil.copytree(sweep / "0", origin, ignore=shutil.ignore_patterns("*.ckpt"))
+        for ckpt in ("epoch000.ckpt", "last.ckpt"):  # by link: the copies stay small
+            (origin / "checkpoints" / ckpt).symlink_to(sweep / "0" / "checkpoints" / ckpt)
+        RunDir(origin).write_summary({**summary, "test_checkpoint": recorded, "run_dir": str(origin)})
+        shutil.copytree(origin, backup, symlinks=True)
+        shutil.rmtree(origin)
+        [member], _ = find_members([str(backup)])
+        assert (member.checkpoint, member.warning) == (backup / tested, None), recorded
+        predictor = Predictor(str(backup), device="cpu")
+        assert (predictor.checkpoint, predictor.warnings) == (backup / tested, []), recorded
+        if recorded != tested:
+            shutil.rmtree(backup)  # the new summary's copy is kept for the rest
+
+    (backup / tested).unlink()
+    last = backup / "checkpoints" / "last.ckpt"
+    warning = f"{backup}/summary.json: the tested checkpoint {backup / tested} is missing; using {last} instead"
+    assert Predictor(str(backup), device="cpu").warnings == [warning]
+    out = tmp_path / "results.json"
+    script("eval.py").main([str(backup), "--crops", "1", "--num-workers", "0", "--device", "cpu", "--out", str(out)])
+    assert [line for line in capsys.readouterr().err.splitlines() if "warning" in line] == [f"eval warning: {warning}"]
+    results = json.loads(out.read_text())
+    assert results["members"][0]["checkpoint"] == str(last) and results["warnings"] == [warning]

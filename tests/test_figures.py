@@ -91,7 +91,7 @@ def test_figures_reach_tensorboard_and_wandb_through_their_own_readers(tmp_path)
     assert not (run / "csv").exists()  # only the loggers asked for write
     names = ["conv1_filters", "top5", "neighbours"]
     summary = json.loads((run / "summary.json").read_text())
-    assert summary["figures"] == [str(run / "figures" / f"{n}.png") for n in names]
+    assert summary["figures"] == [f"figures/{n}.png" for n in names]  # relative to the run folder
     events = EventAccumulator(str(run / "tensorboard"), size_guidance={"images": 0})
     events.Reload()
     assert sorted(events.Tags()["images"]) == sorted(f"figures/{n}" for n in names)

@@ -67,5 +67,5 @@ def test_stop_true_ends_the_run_with_last_ckpt_saved(tmp_path):
     assert f"saved {last}" in str(stop.value) and "flat start: " in str(stop.value)
     assert checkpoint(last)["global_step"] == 4  # the step at which the guard read its fourth flat step
     summary = json.loads((run / "summary.json").read_text())
-    assert summary["status"] == "flat_start" and summary["checkpoint"] == str(last)
+    assert summary["status"] == "flat_start" and summary["checkpoint"] == "checkpoints/last.ckpt"
     assert not (run / "csv").exists() and not (run / "tensorboard").exists()  # logger=none (TINY) writes no log folder

@@ -1,6 +1,7 @@
 """Run folder names (conf/hydra/default.yaml): <time>_<id>, in time order and unique, so two runs
 started in the same second each get a folder of their own; the README's resume command, which
-names the folder, still continues a run in it."""
+names the folder, still continues a run in it. The paths a run records are its folder's, relative
+to it, so a copy of the folder reads its own files."""
 
 import json
 import os
@@ -8,7 +9,9 @@ import re
 import subprocess
 import sys
 import time
+from pathlib import Path
 
+import pytest
 from conftest import ROOT, train_in_process, with_eager_lrn
 from longrun import TINY, checkpoint, prepare
 
@@ -77,3 +80,46 @@ def test_a_saved_config_resolves_its_paths_from_any_folder_old_ones_too(tmp_path
         indented = "".join(f"  {line}\n" for line in node.splitlines())
         run.config.write_text(f"paths:\n{indented}data:\n  root: ${{paths.data_dir}}/x\n")
         assert run.read_config().data.root == f"{ROOT}/data/x"
+
+
+def test_a_run_records_its_own_paths_relative_to_its_folder_and_reads_them_from_where_it_is(tmp_path):
+    run, copy = RunDir(tmp_path / "runs" / "R"), RunDir(tmp_path / "backup" / "R")
+    (tmp_path / "real").mkdir()
+    (tmp_path / "runs").mkdir()
+    run.path.symlink_to(tmp_path / "real")  # Lightning's checkpoint folder is the real path
+    assert run.recorded(run.checkpoints / "last.ckpt") == "checkpoints/last.ckpt"
+    assert run.recorded(tmp_path / "real" / "checkpoints" / "epoch003.ckpt") == "checkpoints/epoch003.ckpt"
+    assert run.recorded("/elsewhere/init.ckpt") == "/elsewhere/init.ckpt"  # not the run's: as it was
+    assert copy.resolve("checkpoints/last.ckpt", origin=str(run.path)) == copy.checkpoints / "last.ckpt"
+    # Summaries written before: absolute paths, in the folder the run was made in (its run_dir).
+    assert copy.resolve(f"{run.path}/checkpoints/last.ckpt", origin=str(run.path)) == copy.checkpoints / "last.ckpt"
+    assert copy.resolve("/elsewhere/init.ckpt", origin=str(run.path)) == Path("/elsewhere/init.ckpt")
+
+
+def test_a_checkpoint_resumed_in_a_copy_of_its_folder_names_the_copys_files(tmp_path):
+    """Lightning keeps ModelCheckpoint's paths absolute, and on a changed folder keeps only
+    best_model_path (the original's file) and forgets the best score: a run resumed in a copy would
+    test the original's best checkpoint, or call the first epoch after the resume the best."""
+    from alexnet.checkpointing.callbacks import Checkpoint
+
+    old, new = tmp_path / "runs" / "R" / "checkpoints", tmp_path / "backup" / "R" / "checkpoints"
+    state = {
+        "dirpath": str(old),
+        "best_model_path": str(old / "epoch003.ckpt"),
+        "best_model_score": 0.25,
+        "best_k_models": {str(old / "epoch003.ckpt"): 0.25},
+        "kth_best_model_path": str(old / "epoch003.ckpt"),
+        "kth_value": 0.25,
+        "last_model_path": str(old / "last.ckpt"),
+    }
+    callback = Checkpoint(run_dir=str(new.parent))
+    with pytest.warns(UserWarning, match="The dirpath has changed"):  # the copy lacks those files: another folder's checkpoint
+        callback.load_state_dict(dict(state))
+    assert callback.best_model_path == str(old / "epoch003.ckpt") and callback.best_model_score is None
+    new.mkdir(parents=True)
+    for name in ("epoch003.ckpt", "last.ckpt"):
+        (new / name).write_bytes(b"")
+    callback = Checkpoint(run_dir=str(new.parent))
+    callback.load_state_dict(dict(state))
+    assert callback.best_model_path == str(new / "epoch003.ckpt") and callback.best_model_score == 0.25
+    assert callback.best_k_models == {str(new / "epoch003.ckpt"): 0.25} and callback.last_model_path == str(new / "last.ckpt")

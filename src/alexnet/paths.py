@@ -6,6 +6,7 @@ training run, its checkpoints, eval.py, the tables, figure 1, the W&B logger) go
 
 import json
 import os
+import shutil
 from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
@@ -51,12 +52,20 @@ class RunDir:
 
     SUMMARY = "summary.json"
     WANDB_ID = "wandb_id.txt"
-    CONFIG = ".hydra/config.yaml"
-    HYDRA = ".hydra/hydra.yaml"
+    START = ".hydra"  # Hydra's record of a start (hydra.output_subdir): the config and its overrides
+    CONFIG = f"{START}/config.yaml"
+    HYDRA = f"{START}/hydra.yaml"
     CHECKPOINTS = "checkpoints"
     LAST = "last.ckpt"  # the name Lightning's ModelCheckpoint gives it (CHECKPOINT_NAME_LAST + FILE_EXTENSION)
     FIGURES = "figures"
     DUPLICATES = "duplicates.tsv"  # the byte-identical images the start-of-run data check found (alexnet.data.check)
+    LOGS = "*.log"  # Hydra's log of the job (<job name>.log) and of each further DDP rank
+    # What training leaves: a new start's processes write neither before all of its ranks have
+    # started (rank 0 saves nothing before the others join it), unlike the START record.
+    TRAINED = (SUMMARY, CHECKPOINTS)
+    # A run's record, which overwrite=true removes before a run starts afresh in the folder: all
+    # that a run writes here, the loggers' folders (conf/logger/*.yaml's names) and LOGS included.
+    RECORD = (SUMMARY, WANDB_ID, START, CHECKPOINTS, FIGURES, DUPLICATES, "csv", "tensorboard", "wandb")
 
     def __init__(self, path: str | os.PathLike):
         self.path = Path(path)
@@ -103,6 +112,50 @@ class RunDir:
 
     def is_run(self) -> bool:
         return self.config.exists()
+
+    def holds(self, names) -> list[str]:
+        """Those of ``names`` (entries of the folder) that exist."""
+        return [name for name in names if (self.path / name).exists()]
+
+    def remove(self, names, logs: bool) -> list[str]:
+        """Deletes ``names`` (entries of the folder, a folder with all it holds) and, when ``logs``,
+        the log files; returns what was there."""
+        removed = []
+        for name in names:
+            path = self.path / name
+            if path.is_dir() and not path.is_symlink():
+                shutil.rmtree(path)
+            elif path.exists() or path.is_symlink():
+                path.unlink()
+            else:
+                continue
+            removed.append(name)
+        for log in sorted(self.path.glob(self.LOGS)) if logs else ():
+            log.unlink()
+            removed.append(log.name)
+        return removed
+
+    def recorded(self, path: str | os.PathLike) -> str:
+        """How a run records a path: relative to its folder when it lies in it, so that a copy of
+        the folder reads its own files (``resolve``); a path elsewhere stays as it is."""
+        path = Path(path)
+        # Lightning's ModelCheckpoint keeps its folder's real path: symbolic links resolved.
+        for folder, target in ((self.path.absolute(), path.absolute()), (self.path.resolve(), path.resolve())):
+            if target.is_relative_to(folder):
+                return target.relative_to(folder).as_posix()
+        return str(path)
+
+    def resolve(self, recorded: str, origin: str | None) -> Path:
+        """A path the run recorded (``recorded``), read in this folder. A relative one is this
+        folder's. An absolute one, as summaries written before paths were relative hold, is
+        this folder's too when it lay in the folder the run was made in (``origin``, its
+        summary's ``run_dir``), wherever the folder is now; one elsewhere stays as it is."""
+        path = Path(recorded)
+        if not path.is_absolute():
+            return self.path / path
+        if origin and path.is_relative_to(origin):
+            return self.path / path.relative_to(origin)
+        return path
 
     def read_config(self) -> DictConfig:
         """The run's composed config, as Hydra saved it (unresolved): its paths resolve against

@@ -17,6 +17,7 @@ from alexnet.checkpointing.checks import check_weights_finite
 from alexnet.checkpointing.resolve import last_checkpoint_path, latest_good_checkpoint
 from alexnet.errors import Diverged, RunStopped
 from alexnet.exit_codes import ExitCode, stopped_by
+from alexnet.folder_reuse import OVERWRITE
 
 log = logging.getLogger(__name__)
 
@@ -114,7 +115,9 @@ def resume_hint(trainer: L.Trainer) -> str:
     if not HydraConfig.initialized():
         return "resume: trainer.fit(..., ckpt_path='last')"
     hydra = HydraConfig.get()
-    args = " ".join(a for a in hydra.overrides.task if not a.startswith(("ckpt_path=", "hydra.run.dir=")))
+    # Without overwrite=true: continuing the run is the opposite of removing its record.
+    replaced = ("ckpt_path=", "hydra.run.dir=", f"{OVERWRITE}=")
+    args = " ".join(a for a in hydra.overrides.task if not a.lstrip("+").startswith(replaced))
     return f"resume with: python train.py {args} hydra.run.dir={hydra.runtime.output_dir} ckpt_path=last".replace("  ", " ")
 
 

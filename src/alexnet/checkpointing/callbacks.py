@@ -4,6 +4,7 @@ same shuffles, crops, flips, colour noise and dropout masks, with the same learn
 one that never stopped."""
 
 import random
+from pathlib import Path
 
 import lightning as L
 import numpy as np
@@ -40,6 +41,33 @@ class Checkpoint(CheckpointHooks):
 
     def before_save(self, trainer: L.Trainer, filepath: str) -> None:
         check_weights_finite(trainer, filepath)  # a diverged net never replaces the last good checkpoint
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        super().load_state_dict(moved_here(state_dict, self.dirpath))
+
+
+def moved_here(state: dict, dirpath: str | None) -> dict:
+    """ModelCheckpoint's state, resumed in a copy of the run folder it was saved in: the files it
+    names (best, last, the top k; Lightning keeps them absolute) are this folder's, when this
+    folder holds every one of them. Lightning would keep only best_model_path, the original
+    folder's file, and forget the best score: test_checkpoint=best would score the original's
+    file, or whichever epoch came first after the resume."""
+    old = state.get("dirpath")
+    if not (old and dirpath) or Path(old) == Path(dirpath):
+        return state
+    names = [state.get(key) for key in ("best_model_path", "last_model_path", "kth_best_model_path")]
+    names = [name for name in (*names, *state.get("best_k_models", {})) if name]
+
+    def here(path: str) -> str:
+        return str(Path(dirpath) / Path(path).relative_to(old))
+
+    if not names or not all(Path(n).is_relative_to(old) and Path(here(n)).is_file() for n in names):
+        return state  # another folder's checkpoint (a run started from it): Lightning's own way
+    moved = {"dirpath": dirpath, "best_k_models": {here(k): v for k, v in state.get("best_k_models", {}).items()}}
+    for key in ("best_model_path", "last_model_path", "kth_best_model_path"):
+        if state.get(key):
+            moved[key] = here(state[key])
+    return {**state, **moved}
 
 
 class ExactResume(Callback):

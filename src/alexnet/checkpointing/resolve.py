@@ -81,3 +81,22 @@ def newest_complete(folder: Path, exclude: Path) -> Path | None:
             continue
         candidates.append((int(checkpoint.get("global_step", -1)), path.stat().st_mtime, path))
     return max(candidates)[2] if candidates else None
+
+
+def run_checkpoint(run: RunDir) -> tuple[Path, str | None]:
+    """The checkpoint a run folder stands for (eval.py, predict.py): the one its test scored (its
+    summary's ``test_checkpoint``, read in this folder wherever the folder was copied), else its
+    last.ckpt; and a warning when the tested one is missing and last.ckpt stands in for it."""
+    summary = run.read_summary() or {}
+    last = run.last_checkpoint
+    recorded = summary.get("test_checkpoint")
+    if recorded:
+        tested = run.resolve(recorded, summary.get("run_dir"))
+        if tested.is_file():
+            return tested, None
+        if last.is_file():
+            return last, f"{run.summary}: the tested checkpoint {tested} is missing; using {last} instead"
+        raise FileNotFoundError(f"{run.path}: the tested checkpoint {tested} is missing, and so is {last}")
+    if last.is_file():
+        return last, None
+    raise FileNotFoundError(f"{run.path}: no checkpoint ({RunDir.CHECKPOINTS}/{RunDir.LAST} is missing)")

@@ -21,6 +21,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from alexnet.checkpointing import checks
 from alexnet.checkpointing.io import load
+from alexnet.checkpointing.resolve import run_checkpoint
 from alexnet.data.augment import CROP_COUNTS
 from alexnet.errors import ConfigError
 from alexnet.models import saved_model_config
@@ -37,6 +38,7 @@ EVAL_KEYS = ("root", "store", "resize", "crop_size", "mean", "train_split", "sta
 class Member:
     checkpoint: Path
     run_dir: Path | None  # the Hydra run folder (.hydra/config.yaml, summary.json), when there is one
+    warning: str | None = None  # why the checkpoint is not the one the run folder names
 
     def config(self) -> DictConfig | None:
         run = RunDir(self.run_dir) if self.run_dir else None
@@ -55,13 +57,10 @@ def is_run_dir(path: Path) -> bool:
     return RunDir(path).is_run()
 
 
-def checkpoint_of(run_dir: Path) -> Path:
-    """The checkpoint the run was tested with (its summary's test_checkpoint), else its last one."""
-    tested = run_dir_summary(run_dir).get("test_checkpoint")
-    for path in (Path(tested) if tested else None, RunDir(run_dir).last_checkpoint):
-        if path and path.is_file():
-            return path
-    raise FileNotFoundError(f"{run_dir}: no checkpoint ({RunDir.CHECKPOINTS}/{RunDir.LAST} is missing)")
+def member_of(run_dir: Path) -> Member:
+    """A run folder's member: the checkpoint it was tested with, else its last one (run_checkpoint)."""
+    checkpoint, warning = run_checkpoint(RunDir(run_dir))
+    return Member(checkpoint, run_dir, warning)
 
 
 def run_dir_summary(run_dir: Path) -> dict:
@@ -80,7 +79,7 @@ def find_members(paths: list[str]) -> tuple[list[Member], list[dict]]:
             run_dir = owner if is_run_dir(owner) else None
             members.append(Member(path, run_dir))
         elif is_run_dir(path):
-            members.append(Member(checkpoint_of(path), path))
+            members.append(member_of(path))
         elif path.is_dir():
             jobs = sorted((p for p in path.iterdir() if is_run_dir(p)), key=lambda p: (len(p.name), p.name))
             if not jobs:
@@ -93,7 +92,7 @@ def find_members(paths: list[str]) -> tuple[list[Member], list[dict]]:
                     skipped.append({"run_dir": str(job), "status": status})
                     log.warning(f"skipping {job}: status {status}")
                 else:
-                    members.append(Member(checkpoint_of(job), job))
+                    members.append(member_of(job))
         else:
             raise FileNotFoundError(f"{path}: no such checkpoint or folder")
     if not members:
@@ -213,6 +212,7 @@ def evaluate(
         "members": [member_result(m, c) for m, c in zip(members, counts)],
         "ensemble": {"size": len(members), **ensemble.errors()},
         "skipped": skipped,
+        "warnings": [m.warning for m in members if m.warning],
         "seconds": round(time.time() - start, 1),
         "device": str(device),
     }

@@ -86,7 +86,7 @@ class Predictor:
             data["num_classes"] = None
         # The test split is only listed (never read): the mean image comes from the training run's cache.
         self.datamodule = build_datamodule(data, data.get("test_split") or "val", crops, batch_size=1, num_workers=0)
-        self.warnings: list[str] = []
+        self.warnings: list[str] = [member.warning] if member.warning else []
         if saved:
             self.classes = list(saved["classes"])
             self.names = list(saved.get("class_names") or saved["classes"])

@@ -1,5 +1,6 @@
-"""Hydra callbacks (conf/hydra/default.yaml): a run folder that cannot be made is one line before
-any work, and a multirun runs every job, records each failure and ends with the count.
+"""Hydra callbacks (conf/hydra/default.yaml): a run folder that cannot be made, or that holds an
+earlier run this one does not continue (alexnet.folder_reuse), is one line before any work, and a
+multirun runs every job, records each failure and ends with the count.
 
 Hydra's basic sweeper runs every job of a batch, then re-raises the first failed job's exception
 and prints a ``CompactHydraException`` as one line; ``JobFailed`` is that exception, and its text
@@ -18,10 +19,14 @@ from hydra.experimental.callback import Callback
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
+from alexnet import folder_reuse
+from alexnet.errors import ConfigError
 from alexnet.exit_codes import ExitCode
+from alexnet.launch.run_id import run_name
 from alexnet.paths import RunDir
 
 log = logging.getLogger(__name__)
+MULTIRUN_RECORD = "multirun.yaml"  # what Hydra's sweeper writes into the sweep folder
 
 
 def unwritable(folder: Path) -> str | None:
@@ -39,16 +44,39 @@ def unwritable(folder: Path) -> str | None:
     return None
 
 
-def check_folder(config: DictConfig, key: str) -> None:
+def check_folder(config: DictConfig, key: str) -> Path | None:
+    """The folder ``key`` names, when it can be made and written to (ConfigError if not); None when
+    its value does not resolve (Hydra reports that in its own words)."""
     try:
         folder = Path(str(OmegaConf.select(config, key)))
-    except Exception:  # an unresolvable value: Hydra reports it in its own words
-        return
+    except Exception:
+        return None
     why = unwritable(folder)
     if why:
-        # SystemExit passes through Hydra's error report, which would print a traceback for an OSError.
         what = "sweep" if "sweep" in key else "run"
-        print(f"config error: {key}: cannot create the {what} folder {folder}: {why}", file=sys.stderr, flush=True)
+        raise ConfigError(f"{key}: cannot create the {what} folder {folder}: {why}")
+    return folder
+
+
+def records(config: DictConfig) -> bool:
+    """Whether this process writes the job's .hydra/ record: a DDP rank > 0 (Lightning's or
+    torchrun's) leaves it to rank 0 (hydra.output_subdir=null, alexnet.training.ddp, alexnet.launch.run_id)."""
+    return OmegaConf.select(config, "hydra.output_subdir") is not None
+
+
+def reuse_marks(config: DictConfig) -> tuple[str, ...]:
+    """What shows an earlier run in a folder to this process. A rank > 0 starts beside its rank 0,
+    which may have written this start's .hydra/ already: it looks only at what training writes."""
+    return (RunDir.START, *RunDir.TRAINED) if records(config) else RunDir.TRAINED
+
+
+def one_line(check) -> None:
+    """Runs ``check``; its ConfigError is train.py's one line and exit 2, before Hydra writes anything.
+    (SystemExit passes through Hydra's error report, which would print a traceback.)"""
+    try:
+        check()
+    except ConfigError as err:
+        print(f"config error: {err}", file=sys.stderr, flush=True)
         sys.exit(ExitCode.CONFIG_ERROR)
 
 
@@ -90,13 +118,34 @@ def sweep_count(sweep_dir: Path) -> tuple[str, int]:
 
 
 class RunFolders(Callback):
-    """The run folder (``hydra.run.dir``) or sweep folder (``hydra.sweep.dir``) must be creatable."""
+    """The run folder (``hydra.run.dir``) or sweep folder (``hydra.sweep.dir``) must be creatable,
+    and hold no earlier run unless this one continues it or overwrites it (alexnet.folder_reuse).
+    Checked here, before Hydra's run_job writes .hydra/ and opens the log in the folder, so that a
+    refused start leaves it as it was. Under torchrun the other ranks may already be writing
+    their logs when rank 0 overwrites: theirs are kept."""
 
     def on_run_start(self, config: DictConfig, **kwargs) -> None:
-        check_folder(config, "hydra.run.dir")
+        one_line(lambda: self.check_run(config))
 
     def on_multirun_start(self, config: DictConfig, **kwargs) -> None:
-        check_folder(config, "hydra.sweep.dir")
+        one_line(lambda: self.check_sweep(config))
+
+    @staticmethod
+    def check_run(config: DictConfig) -> None:
+        key = "hydra.run.dir"
+        folder = check_folder(config, key)
+        if folder is not None:
+            folder_reuse.check_run(config, key, folder, reuse_marks(config), records(config), logs=run_name() is None)
+
+    @staticmethod
+    def check_sweep(config: DictConfig) -> None:
+        key = "hydra.sweep.dir"
+        folder = check_folder(config, key)
+        if folder is not None:
+            sweep_record = MULTIRUN_RECORD if records(config) else None
+            folder_reuse.check_sweep(
+                config, key, folder, reuse_marks(config), sweep_record, records(config), logs=run_name() is None
+            )
 
 
 class SweepReport(Callback):

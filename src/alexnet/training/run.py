@@ -7,11 +7,13 @@ from pathlib import Path
 import lightning as L
 from hydra.utils import instantiate
 from lightning.pytorch.callbacks import LearningRateMonitor
+from lightning.pytorch.utilities import rank_zero_only
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 from omegaconf import DictConfig, OmegaConf
 from rich.console import Console
 from rich.table import Table
 
+from alexnet import folder_reuse
 from alexnet.callbacks import figures
 from alexnet.callbacks.stopping import EnoughTrainingData, GracefulStop, resume_hint
 from alexnet.checkpointing.callbacks import ClassIdentity
@@ -44,6 +46,7 @@ def quiet_duplicates() -> None:
 
 
 def train(cfg: DictConfig) -> dict:
+    check_folder(cfg)  # first: a refused run writes no summary.json over the earlier run's
     with ddp.job_scope():  # a multirun's next job starts with a clean DDP environment
         try:
             return run(cfg)
@@ -54,6 +57,20 @@ def train(cfg: DictConfig) -> dict:
             if not isinstance(err, RunStopped):
                 run_summary.write_failed(cfg, err)
             raise
+
+
+def check_folder(cfg: DictConfig) -> None:
+    """An earlier run's summary.json or checkpoints in this run's folder, which this run does not
+    continue: refused, or removed under overwrite=true (alexnet.folder_reuse). train.py checked the
+    folder before Hydra wrote into it; this is for the starts that come without that check (a job
+    submitit requeues, a run in the tests' process). This start's .hydra/ record and log stay."""
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+
+    sweep = HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
+    key = "hydra.sweep.dir" if sweep else "hydra.run.dir"
+    clear = rank_zero_only.rank == 0  # Lightning's further DDP ranks and torchrun's leave it to rank 0
+    folder_reuse.check_run(cfg, key, Path(cfg.paths.output_dir), RunDir.TRAINED, clear, keep=(RunDir.START,), logs=False)
 
 
 def num_classes(datamodule) -> int:
@@ -147,14 +164,16 @@ def run(cfg: DictConfig) -> dict:
         metrics = trainer.test(module, datamodule=datamodule, ckpt_path=tested["test_checkpoint"] or None, verbose=False)
         summary.update({k: float(v) for k, v in metrics[0].items()})
         summary.update(tested)
+        if tested["test_checkpoint"]:  # relative to the run folder: a copy of the folder tests its own file
+            summary["test_checkpoint"] = RunDir(out).recorded(tested["test_checkpoint"])
         summary["test_crops"] = datamodule.test_crops
     summary.update(datamodule.data_summary())  # cross-split duplicates: the tables mark the test error
-    summary["run_dir"] = str(out)
+    summary["run_dir"] = str(out)  # where the run was made; the paths above are relative to the folder
     summary.update(run_summary.run_info(cfg))  # experiment, overrides, seed, tags: what the tables group by
     if pretrained:
         summary["init_from"] = pretrained
     if figures.drawn(trainer) is not None:  # figures 3, 4: drawn by callbacks.figures while the loggers were open
-        summary["figures"] = figures.drawn(trainer)
+        summary["figures"] = [RunDir(out).recorded(path) for path in figures.drawn(trainer)]
     if trainer.is_global_zero:
         RunDir(out).write_summary(summary)
         print_summary(summary)
@@ -201,7 +220,7 @@ def stopped(cfg: DictConfig, trainer: L.Trainer, err: BaseException, out: Path) 
         summary = {
             "status": stop.status,
             "message": str(stop),
-            "checkpoint": stop.checkpoint,
+            "checkpoint": stop.checkpoint and RunDir(out).recorded(stop.checkpoint),
             "epochs": trainer.current_epoch,
             "global_step": trainer.global_step,
             "run_dir": str(out),
