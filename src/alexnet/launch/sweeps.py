@@ -111,7 +111,14 @@ class SweepReport(Callback):
         except ValueError:
             error = None
         why = f": {error.splitlines()[0]}" if error else ""
-        log.error(f"job {config.hydra.job.num} failed{why}; recorded in {job.summary}; the sweep goes on")
+        # Hydra's basic sweeper runs every job; an Optuna search (hparams_search=) ends at its rate.
+        rate = OmegaConf.select(config, "hydra.sweeper.max_failure_rate")
+        then = (
+            "the sweep goes on"
+            if rate is None
+            else f"the search ends after this batch of trials if over {rate:.0%} of it failed (hydra.sweeper.max_failure_rate)"
+        )
+        log.error(f"job {config.hydra.job.num} failed{why}; recorded in {job.summary}; {then}")
 
     def on_multirun_end(self, config: DictConfig, **kwargs) -> None:
         # Reached only when no job failed (a failure ends the sweep through JobFailed).
