@@ -16,7 +16,7 @@ from alexnet.training.optim import PaperSGD
 
 GROUP_OPTIONS = {
     group: sorted(p.stem for p in (ROOT / "conf" / group).glob("*.yaml"))
-    for group in ("model", "data", "trainer", "logger", "callbacks", "debug", "experiment")
+    for group in ("model", "data", "trainer", "logger", "callbacks", "debug", "experiment", "hparams_search")
 }
 EVERY_OPTION = [(g, o) for g, opts in GROUP_OPTIONS.items() for o in opts]
 

@@ -2,7 +2,9 @@
 
 A single run exits 2 on a config error and 128+signal (or the stop's own code) when stopped. In a
 multirun a job that cannot go on is recorded (its summary.json) and the next job starts, since
-exiting here would end the whole sweep; signals still end it.
+exiting here would end the whole sweep; signals still end it. In a search (hparams_search=),
+a trial stopped by a flat or diverged loss reports the chance value of its ``optimized_metric``
+(alexnet.launch.search), so the search goes on.
 """
 
 import logging
@@ -14,7 +16,8 @@ from alexnet.exit_codes import ExitCode
 
 
 def run_job(cfg: DictConfig) -> float | None:
-    """Returns the validation top-1 error, the value a Hydra sweeper optimises."""
+    """Returns the value a Hydra sweeper optimises: a search's ``optimized_metric``, else the validation top-1 error."""
+    from alexnet.launch import search
     from alexnet.training.run import ConfigError, RunStopped, train
 
     if cfg.get("fig1"):  # experiment=fig1_relu_vs_tanh: the CIFAR-10 ReLU/tanh comparison, not AlexNet
@@ -27,8 +30,12 @@ def run_job(cfg: DictConfig) -> float | None:
     # In a multirun a job that cannot go on is recorded (its summary.json) and the next job starts:
     # exiting here would end the whole sweep. Signals still end it.
     sweep = sweep_dir()
+    metric = None
     try:
+        metric = search.check_metric(cfg)
         summary = train(cfg)
+        if sweep and metric:
+            return search.report_finished(cfg, metric, summary)
     except ConfigError as err:
         print(f"config error: {err}", file=sys.stderr)
         if sweep:
@@ -40,6 +47,8 @@ def run_job(cfg: DictConfig) -> float | None:
             print(stop, file=sys.stderr)
         if stop.then is not None:
             stop.then()  # submitit (hydra/launcher=slurm): requeue this job; it resumes from last.ckpt
+        if sweep and metric and rank_zero and stop.status in search.PRUNING_STOPS:
+            return search.report_stopped(cfg, metric, stop.status)
         if sweep and stop.status != "interrupted" and rank_zero:
             raise JobFailed(str(stop), sweep) from None
         # DDP ranks > 0 exit 0: Lightning's launcher kills rank 0 when a child exits non-zero.

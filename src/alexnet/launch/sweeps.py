@@ -141,11 +141,21 @@ class RunFolders(Callback):
     def check_sweep(config: DictConfig) -> None:
         key = "hydra.sweep.dir"
         folder = check_folder(config, key)
-        if folder is not None:
+        if folder is not None and not adds_job_folders(config):
             sweep_record = MULTIRUN_RECORD if records(config) else None
             folder_reuse.check_sweep(
                 config, key, folder, reuse_marks(config), sweep_record, records(config), logs=run_name() is None
             )
+
+
+def adds_job_folders(config: DictConfig) -> bool:
+    """The sweeper says it numbers its jobs after those already in the sweep folder (a search that
+    continues its study): then no earlier job folder is written into, and each job's own folder is
+    still checked when it starts (alexnet.training.run)."""
+    from hydra.utils import get_class
+
+    target = OmegaConf.select(config, "hydra.sweeper._target_")
+    return bool(target) and getattr(get_class(target), "adds_job_folders", False)
 
 
 class SweepReport(Callback):
@@ -160,7 +170,14 @@ class SweepReport(Callback):
         except ValueError:
             error = None
         why = f": {error.splitlines()[0]}" if error else ""
-        log.error(f"job {config.hydra.job.num} failed{why}; recorded in {job.summary}; the sweep goes on")
+        # Hydra's basic sweeper runs every job; an Optuna search (hparams_search=) ends at its rate.
+        rate = OmegaConf.select(config, "hydra.sweeper.max_failure_rate")
+        then = (
+            "the sweep goes on"
+            if rate is None
+            else f"the search ends after this batch of trials if over {rate:.0%} of it failed (hydra.sweeper.max_failure_rate)"
+        )
+        log.error(f"job {config.hydra.job.num} failed{why}; recorded in {job.summary}; {then}")
 
     def on_multirun_end(self, config: DictConfig, **kwargs) -> None:
         # Reached only when no job failed (a failure ends the sweep through JobFailed).

@@ -237,9 +237,12 @@ def sweep_group(hydra) -> str | None:
 
     if hydra.mode != RunMode.MULTIRUN:
         return None
-    sweep = Path(hydra.runtime.output_dir).parent.name  # <sweep dir>/<job number>
-    experiment = hydra.runtime.choices.get("experiment")
-    return f"{experiment}-{sweep}" if experiment else sweep
+    sweep = Path(hydra.runtime.output_dir).parent  # <sweep dir>/<job number>
+    return group_of_sweep(sweep, hydra.runtime.choices.get("experiment"))
+
+
+def group_of_sweep(sweep_dir: Path, experiment: str | None) -> str:
+    return f"{experiment}-{sweep_dir.name}" if experiment else sweep_dir.name
 
 
 def git_settings() -> dict:
@@ -307,26 +310,75 @@ def record_failed(cfg, summary: dict) -> None:
 
         run = wandb.run
         if run is None:
-            mode, _ = choose_mode(str(node.get("mode", "auto")))
-            if mode == "disabled":
-                return
             hydra = hydra_job()
             experiment = hydra.runtime.choices.get("experiment") if hydra else None
-            save_dir = Path(str(node.get("save_dir") or "."))
-            save_dir.mkdir(parents=True, exist_ok=True)
-            run = wandb.init(
-                project=node.get("project"),
-                entity=node.get("entity"),
-                dir=str(save_dir),
-                mode=mode,
+            run = run_of_its_own(
+                node,
+                save_dir=Path(str(node.get("save_dir") or ".")),
                 name=node.get("name") or (run_name(hydra) if hydra else None),
                 group=node.get("group") or (sweep_group(hydra) if hydra else None),
                 job_type=node.get("job_type") or experiment or "train",
                 tags=run_tags(node.get("tags"), hydra),
-                settings=wandb.Settings(silent=True, **git_settings()),
                 config={"overrides": list(hydra.overrides.task) if hydra else sys.argv[1:]},
             )
+            if run is None:
+                return
         run.summary.update({"status": summary.get("status", "failed"), "error": summary.get("error", "")})
         wandb.finish(exit_code=1)
     except (Exception, SystemExit) as err:  # config_error's SystemExit included: a bad wandb node has its own message
         log.warning(f"W&B: the failure was not recorded ({type(err).__name__}: {err})")
+
+
+def log_search_table(node, sweep_dir: Path, experiment: str | None, rows: list[dict]) -> None:
+    """A search's trials, best first (alexnet.launch.search), as a table in a run of its own,
+    ``trials``, in the sweep's group beside its trials' runs. Never raises: the search is over,
+    and its table is in the sweep folder whatever happens here."""
+    try:
+        import wandb
+
+        if wandb.run is not None:  # left open by a failed last trial: never log into it
+            wandb.finish(exit_code=1)
+        run = run_of_its_own(
+            node,
+            save_dir=Path(sweep_dir),
+            name="trials",
+            group=node.get("group") or group_of_sweep(Path(sweep_dir), experiment),
+            job_type="search",
+            tags=[*(node.get("tags") or []), "search"],
+            config={"sweep_dir": str(sweep_dir)},
+        )
+        if run is None:
+            return
+        columns = list(rows[0]) if rows else ["trial"]
+        run.log({"trials": wandb.Table(columns=columns, data=[[row[c] for c in columns] for row in rows])})
+        if rows:
+            run.summary.update({f"best/{k}": v for k, v in rows[0].items() if isinstance(v, (int, float, str))})
+        offline = run.settings.mode == "offline"
+        sync_dir = run.settings.sync_dir
+        wandb.finish()
+        if offline:
+            log.info(f"W&B: the table of trials saved offline; upload it with: wandb sync {sync_dir}")
+    except (Exception, SystemExit) as err:
+        log.warning(f"W&B: the table of trials was not logged ({type(err).__name__}: {err})")
+
+
+def run_of_its_own(node, *, save_dir: Path, name: str | None, group: str | None, job_type: str, tags: list[str], config: dict):
+    """A W&B run outside Lightning's logger, in the mode the ``logger.wandb`` node chooses; None when disabled."""
+    import wandb
+
+    mode, _ = choose_mode(str(node.get("mode", "auto")))
+    if mode == "disabled":
+        return None
+    save_dir.mkdir(parents=True, exist_ok=True)
+    return wandb.init(
+        project=node.get("project"),
+        entity=node.get("entity"),
+        dir=str(save_dir),
+        mode=mode,
+        name=name,
+        group=group,
+        job_type=job_type,
+        tags=tags,
+        settings=wandb.Settings(silent=True, **git_settings()),
+        config=config,
+    )
