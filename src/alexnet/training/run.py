@@ -1,6 +1,6 @@
 """One training run from a composed config: validate, build, fit, test, summarise."""
 
-import time
+import signal
 import warnings
 from pathlib import Path
 
@@ -13,8 +13,8 @@ from rich.console import Console
 from rich.table import Table
 
 from alexnet.callbacks import figures
-from alexnet.callbacks.stopping import EnoughTrainingData, GracefulStop, resume_hint
-from alexnet.checkpointing.callbacks import ClassIdentity
+from alexnet.callbacks.stopping import EnoughTrainingData, GracefulStop, resume_hint, stopped_while_testing
+from alexnet.checkpointing.callbacks import ClassIdentity, FitRecord
 from alexnet.checkpointing.checks import check_matches
 from alexnet.checkpointing.io import AtomicCheckpointIO, CheckpointWriteError, load
 from alexnet.checkpointing.resolve import last_checkpoint_path, latest_good_checkpoint, resolve
@@ -46,9 +46,6 @@ def train(cfg: DictConfig) -> dict:
     with ddp.job_scope():  # a multirun's next job starts with a clean DDP environment
         try:
             return run(cfg)
-        except SIGTERMException:  # after fitting (while testing): the checkpoints are complete
-            message = "stopped by a signal after training had finished, while testing"
-            raise RunStopped(message, "interrupted", ExitCode.TERMINATED, None) from None
         except Exception as err:  # summary.json says failed (RunStopped writes its own)
             if not isinstance(err, RunStopped):
                 run_summary.write_failed(cfg, err)
@@ -86,6 +83,8 @@ def run(cfg: DictConfig) -> dict:
     callbacks.append(EnoughTrainingData())  # a training split smaller than one batch: stop before any work
     identity = ClassIdentity()  # the classes go into every checkpoint; those this run starts from are checked
     callbacks.append(identity)
+    record = FitRecord()  # the fit time and metrics of every session so far, carried in the checkpoints
+    callbacks.append(record)
     ddp.use_job_command_for_ranks()
     trainer_args, profiler = trainer_node(cfg)
     if profiler is not None:
@@ -116,7 +115,6 @@ def run(cfg: DictConfig) -> dict:
     for logger in loggers:
         logger.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))
 
-    start = time.time()
     try:
         trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path)
     except (SIGTERMException, RunStopped) as err:
@@ -137,11 +135,14 @@ def run(cfg: DictConfig) -> dict:
             f"{cfg.trainer.get('limit_train_batches', 1.0)}, data.batch_size={cfg.data.get('batch_size')}); "
             "the run is not finished"
         )
-    summary = {"status": "finished", "epochs": trainer.current_epoch, "fit_seconds": round(time.time() - start, 1)}
-    summary.update({k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith(("train/", "val/"))})
+    summary = {"status": "finished", "epochs": trainer.current_epoch, "fit_seconds": round(record.fit_seconds(), 1)}
+    summary.update(record.metrics())
     if cfg.get("test") and not trainer.fast_dev_run:
         tested = tested_checkpoint(cfg, trainer)
-        metrics = trainer.test(module, datamodule=datamodule, ckpt_path=tested["test_checkpoint"] or None, verbose=False)
+        try:
+            metrics = trainer.test(module, datamodule=datamodule, ckpt_path=tested["test_checkpoint"] or None, verbose=False)
+        except (SIGTERMException, RunStopped) as err:  # fitting had finished: its checkpoints are complete
+            raise stopped(cfg, trainer, err, out) from None
         summary.update({k: float(v) for k, v in metrics[0].items()})
         summary.update(tested)
         summary["test_crops"] = datamodule.test_crops
@@ -181,18 +182,19 @@ def tested_checkpoint(cfg: DictConfig, trainer: L.Trainer) -> dict:
 
 
 def stopped(cfg: DictConfig, trainer: L.Trainer, err: BaseException, out: Path) -> RunStopped:
-    """SIGTERM/SIGINT (checkpoint saved by GracefulStop) or a non-finite loss: record it in summary.json."""
+    """SIGTERM/SIGINT (checkpoint saved by GracefulStop; while testing, the one tested) or a non-finite
+    loss: record it in summary.json."""
     if isinstance(err, RunStopped):
         stop = err
     else:
         graceful = [c for c in trainer.callbacks if isinstance(c, GracefulStop)]
-        stop = (
-            graceful[0].stopped(trainer)
-            if graceful
-            else RunStopped(
-                "stopped by SIGTERM (callbacks.graceful_stop is off: nothing saved)", "interrupted", ExitCode.TERMINATED, None
-            )
-        )
+        if graceful:
+            stop = graceful[0].stopped(trainer)
+        elif trainer.state.fn == "test":  # Lightning's own SIGTERM handling: fitting had finished
+            stop = stopped_while_testing(trainer, signal.SIGTERM)
+        else:
+            message = "stopped by SIGTERM (callbacks.graceful_stop is off: nothing saved)"
+            stop = RunStopped(message, "interrupted", ExitCode.TERMINATED, None)
     if trainer.is_global_zero:
         summary = {
             "status": stop.status,
