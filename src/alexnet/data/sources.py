@@ -14,7 +14,7 @@ from torchvision.datasets.folder import make_dataset
 from alexnet.data import ilsvrc
 from alexnet.data.cache import CacheFolder
 from alexnet.data.records import Records
-from alexnet.data.store import StoreSource, is_store
+from alexnet.data.store import StoreSource, few, is_store
 
 IMAGE_EXTENSIONS = (".jpeg", ".jpg", ".png")
 # "wnid name" per line: this project's labels.txt, imagenet-sample's synsets.txt, Kaggle's LOC_synset_mapping.txt.
@@ -125,6 +125,17 @@ class ArchiveSource:
 
     def names_of(self, classes: list[str]) -> list[str]:
         return [self.devkit.names.get(c, c) for c in classes]
+
+
+def class_difference(train: list[str], other: list[str]) -> str:
+    """What another split's classes lack or add, named (a label is the class's position: both must match)."""
+    known, found = set(train), set(other)
+    lacking, extra = [c for c in train if c not in found], [c for c in other if c not in known]
+    if not lacking and not extra:
+        return "the same classes in another order"
+    parts = [f"it lacks {len(lacking)} of them ({few(lacking)})"] if lacking else []
+    parts += [f"it has {len(extra)} more ({few(extra)})"] if extra else []
+    return "; ".join(parts)
 
 
 def open_source(root: Path, cache_dir: Path | None = None):

@@ -15,6 +15,7 @@ from alexnet.exit_codes import ExitCode
 
 def run_job(cfg: DictConfig) -> float | None:
     """Returns the validation top-1 error, the value a Hydra sweeper optimises."""
+    from alexnet.errors import traceback_wanted
     from alexnet.training.run import ConfigError, RunStopped, train
 
     if cfg.get("fig1"):  # experiment=fig1_relu_vs_tanh: the CIFAR-10 ReLU/tanh comparison, not AlexNet
@@ -30,6 +31,8 @@ def run_job(cfg: DictConfig) -> float | None:
     try:
         summary = train(cfg)
     except ConfigError as err:
+        if traceback_wanted():
+            raise
         print(f"config error: {err}", file=sys.stderr)
         if sweep:
             raise JobFailed(f"config error: {err}", sweep) from None

@@ -18,7 +18,7 @@ from alexnet.checkpointing.callbacks import ClassIdentity, FitRecord
 from alexnet.checkpointing.checks import check_matches
 from alexnet.checkpointing.io import AtomicCheckpointIO, CheckpointWriteError, load
 from alexnet.checkpointing.resolve import last_checkpoint_path, latest_good_checkpoint, resolve
-from alexnet.errors import ConfigError, RunStopped
+from alexnet.errors import ConfigError, RunStopped, as_config_error
 from alexnet.exit_codes import ExitCode
 from alexnet.loggers import wandb_logger
 from alexnet.loggers.console import one_console
@@ -57,9 +57,10 @@ def num_classes(datamodule) -> int:
     try:
         return datamodule.resolve_num_classes()
     except (FileNotFoundError, ValueError) as err:  # the data module's: they name data.root, data.<key>
-        if isinstance(err, ValueError) and not str(err).startswith("data."):
+        config = as_config_error(err)
+        if config is None:
             raise
-        raise ConfigError(str(err)) from None
+        raise config from None
 
 
 def run(cfg: DictConfig) -> dict:
@@ -124,9 +125,10 @@ def run(cfg: DictConfig) -> dict:
         failed = RunStopped(f"{err.strerror}\n{resume_hint(trainer)}", "failed", ExitCode.FAILED, good)
         raise stopped(cfg, trainer, failed, out) from None
     except (FileNotFoundError, ValueError) as err:  # the data module's: they name data.root, data.<key>
-        if isinstance(err, ValueError) and not str(err).startswith("data."):
+        config = as_config_error(err)
+        if config is None:
             raise
-        raise ConfigError(str(err)) from None
+        raise config from None
     if trainer.global_step == 0 and trainer.max_steps != 0 and trainer.max_epochs != 0:
         # Lightning returns from a fit without batches as from a finished one; a run that trained
         # nothing must never be counted as finished (summary.json says failed).
