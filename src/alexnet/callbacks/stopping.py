@@ -108,7 +108,7 @@ class GracefulStop(Callback):
             if self.checkpoint:
                 message = f"stopped by {name} at {where}: saved {self.checkpoint}\n{resume_hint(trainer)}"
             else:
-                message = f"stopped by {name} at {where} while {trainer.state.fn}ing: no checkpoint written"
+                message = f"stopped by {name} at {where} ({trainer.state.fn}): no checkpoint written"
             stop = RunStopped(message, "interrupted", stopped_by(signum), self.checkpoint)
         if self._requeue is not None and self.signal == self._requeue_signal:
             requeue = self._requeue
