@@ -8,6 +8,7 @@ import hydra
 from omegaconf import DictConfig
 
 from alexnet.host import tune_process
+from alexnet.launch.overrides import check_overrides
 from alexnet.launch.run_id import RUN_ID, RUN_NAME, rank_overrides, run_id, run_name
 from alexnet.paths import register_resolvers
 
@@ -23,6 +24,7 @@ def main(cfg: DictConfig) -> float | None:
 
 
 if __name__ == "__main__":
+    check_overrides(sys.argv[1:])  # what Hydra's override grammar cannot read, named with its fix
     register_resolvers()  # ${alexnet.project_root:}, before Hydra composes the config
     # The only writer of ALEXNET_RUN_ID and ALEXNET_RUN_NAME: inherited by a multirun's jobs
     # (submitit's included) and DDP ranks (which rerun this file, keeping it), so they resolve the

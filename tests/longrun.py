@@ -1,6 +1,7 @@
 """Helpers for the long-run tests: tiny real runs of train.py and their checkpoints."""
 
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -9,6 +10,7 @@ from pathlib import Path
 import torch
 from conftest import ROOT, compose_train, train_in_process, with_eager_lrn
 from hydra.utils import instantiate
+from lightning.pytorch.callbacks import Callback
 
 TINY = [
     "data.train_per_class=8",
@@ -93,3 +95,17 @@ def same_tensors(a, b) -> bool:
 def train_here(run: Path, *overrides: str) -> dict:
     """A run in this process (conftest.train_in_process); its summary."""
     return train_in_process(run, *overrides).summary
+
+
+class SigtermWhileTesting(Callback):
+    """Sends this process SIGTERM as the first test batch starts, as a pre-emption during the test
+    after fitting would (in-process: no train.py to start). ``+callbacks.x._target_=longrun.SigtermWhileTesting``."""
+
+    def on_test_batch_start(self, trainer, pl_module, batch, batch_idx: int, dataloader_idx: int = 0) -> None:
+        if batch_idx == 0:
+            os.kill(os.getpid(), signal.SIGTERM)
+
+
+def fit_seconds(path: Path) -> float:
+    """The run's fitting time up to this checkpoint (alexnet.checkpointing.callbacks.FitRecord)."""
+    return checkpoint(path)["callbacks"]["FitRecord"]["fit_seconds"]

@@ -1,6 +1,7 @@
 """Interruptions: SIGTERM (pre-emption) and SIGINT save a checkpoint and exit with a message naming
-it; kill -9 during a checkpoint write leaves the previous one whole; each time ckpt_path=last
-continues; a NaN loss stops the run and keeps the last good checkpoint."""
+it; kill -9 during a checkpoint write leaves the previous one whole; a SIGTERM during the test
+after fitting is recorded too; each time ckpt_path=last continues, and the summary counts every
+session's fitting time; a NaN loss stops the run and keeps the last good checkpoint."""
 
 import csv
 import json
@@ -12,7 +13,7 @@ import time
 import pytest
 import torch
 from conftest import ROOT, train_in_process
-from longrun import checkpoint, prepare, start, toy, wait_for
+from longrun import checkpoint, fit_seconds, prepare, start, toy, wait_for
 
 from alexnet.errors import RunStopped
 from alexnet.exit_codes import ExitCode
@@ -52,6 +53,7 @@ def test_a_run_stopped_three_ways_continues_to_the_end(tmp_path):
     step = checkpoint(last)["global_step"]
     assert STEPS < step < 2 * STEPS, step  # mid-epoch
     assert json.loads((run / "summary.json").read_text())["status"] == "interrupted"
+    first = fit_seconds(last)
 
     # 2. The same command resumes; Ctrl+C (SIGINT) in the third epoch stops it the same way.
     mtime = last.stat().st_mtime_ns
@@ -63,6 +65,8 @@ def test_a_run_stopped_three_ways_continues_to_the_end(tmp_path):
     assert "stopped by SIGINT at epoch 2" in (tmp_path / "2.log").read_text()
     before = checkpoint(last)
     assert 2 * STEPS < before["global_step"] < 3 * STEPS
+    second = fit_seconds(last)
+    assert second > first > 0  # the first session's fitting time and then the second's
 
     # 3. Killed with SIGKILL while a checkpoint is being written: the write goes to a temporary file
     # beside it, so last.ckpt is still the previous, complete one. The writer is the run's own
@@ -76,15 +80,33 @@ def test_a_run_stopped_three_ways_continues_to_the_end(tmp_path):
     assert after["global_step"] == before["global_step"]
     assert all(torch.equal(after["state_dict"][k], v) for k, v in before["state_dict"].items())
 
-    # 4. And once more, to the end (in this process: the stops above are what needs a process of its own).
-    train_in_process(run, *overrides)
+    # 4. Once more, to the end of fitting; SIGTERM in the test that follows (in this process: the
+    # stops above are what needs a process of its own). Fitting had finished: nothing is saved,
+    # the checkpoint tested is named, and the same command resumes.
+    tested = [*overrides, "test=true", "+trainer.limit_test_batches=2"]
+    with pytest.raises(RunStopped) as stop:  # train.py prints it and exits with its code
+        train_in_process(run, *tested, "+callbacks.sigterm._target_=longrun.SigtermWhileTesting")
+    assert stop.value.exit_code == ExitCode.TERMINATED
+    assert f"stopped by SIGTERM while testing {last}" in str(stop.value)
+    assert "resume with: python train.py" in str(stop.value) and str(stop.value).endswith("ckpt_path=last")
+    interrupted = json.loads((run / "summary.json").read_text())
+    assert interrupted["status"] == "interrupted" and interrupted["checkpoint"] == str(last)
+    assert interrupted["message"] == str(stop.value)
     assert checkpoint(last)["global_step"] == 3 * STEPS
-    assert json.loads((run / "summary.json").read_text())["status"] == "finished"
     assert not list(ckpts.glob(".*.tmp"))  # the killed write's leftover is gone
-    # The metrics of all four sessions are in one metrics.csv: each epoch validated once, steps in order.
-    rows = list(csv.DictReader((run / "csv" / "metrics.csv").open()))
-    assert [r["epoch"] for r in rows if r["val/top1_err"]] == ["0", "1", "2"]
-    steps = [int(r["step"]) for r in rows]
+
+    # 5. The resume trains nothing more and runs the test; the summary is the whole run's: every
+    # session's fitting time, and the validation error of the last epoch, fitted two sessions ago.
+    summary = train_in_process(run, *tested).summary
+    assert summary["status"] == "finished" and checkpoint(last)["global_step"] == 3 * STEPS
+    assert summary["fit_seconds"] >= round(fit_seconds(last), 1) >= round(second, 1)
+    assert {"test/top1_err", "val/top1_err", "train/loss"} <= summary.keys()
+    assert json.loads((run / "summary.json").read_text()) == summary
+    # The metrics of all sessions are in one metrics.csv: each epoch validated once, steps in order.
+    *fitting, test = csv.DictReader((run / "csv" / "metrics.csv").open())
+    assert [r["epoch"] for r in fitting if r["val/top1_err"]] == ["0", "1", "2"]
+    assert test["test/top1_err"] == str(summary["test/top1_err"]) and not any(r["test/top1_err"] for r in fitting)
+    steps = [int(r["step"]) for r in fitting]
     assert steps == sorted(steps) and steps[-1] == 3 * STEPS - 1
 
 

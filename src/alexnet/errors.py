@@ -1,9 +1,29 @@
 """The project's own exceptions: a bad setting (its message starts with the config key), and a run
-that stopped early on purpose (its message says why and where its checkpoint is)."""
+that stopped early on purpose (its message says why and where its checkpoint is); and what the
+entry points take for bad input (one line, exit 2) rather than a fault (a traceback)."""
+
+import os
 
 
 class ConfigError(ValueError):
-    """A config problem, with the offending key (``data.root: ...``) in its message."""
+    """A config problem, with the offending key (``data.root: ...``) or file in its message.
+    The entry points print it as one line and exit 2, never a traceback (unless ``traceback_wanted``)."""
+
+
+def as_config_error(err: Exception) -> ConfigError | None:
+    """A data module's bad input as a ConfigError: a ValueError whose message starts with its key
+    (``data.root: ...``), or a missing file or folder (FileNotFoundError, whose message names it).
+    None for anything else: a fault, whose traceback is wanted."""
+    if isinstance(err, ConfigError):
+        return err
+    if isinstance(err, FileNotFoundError) or (isinstance(err, ValueError) and str(err).startswith("data.")):
+        return ConfigError(str(err))
+    return None
+
+
+def traceback_wanted() -> bool:
+    """HYDRA_FULL_ERROR=1, Hydra's own switch: bad input shows its traceback too, not only its one line."""
+    return os.environ.get("HYDRA_FULL_ERROR") == "1"
 
 
 class RunStopped(Exception):

@@ -38,6 +38,8 @@ def test_tables_name_corrupt_files_and_count_the_good_runs(tmp_path):
     }
     write_run(out / "runs" / "good", json.dumps(good))
     write_run(out / "runs" / "cut", json.dumps(good)[:40])  # a write cut short (an old copy, a full disk)
+    write_run(out / "runs" / "typed", json.dumps({**good, "seed": 2, "val/top1_err": "abc"}))  # edited by hand
+    write_run(out / "runs" / "demo", json.dumps(good)[:40], experiment="demo")  # not a preset of the tables
     (out / "evals" / "e").mkdir(parents=True)
     (out / "evals" / "e" / "results.json").write_text('{"crops": 10, "ensemble": ')
     (out / "fig1" / "f").mkdir(parents=True)
@@ -50,6 +52,10 @@ def test_tables_name_corrupt_files_and_count_the_good_runs(tmp_path):
     table = (out / "tables" / "tables.md").read_text()
     assert "| 1 CNN | 40.7 | 40.0 | -0.7 | 18.2 | 18.0 | -0.2 |" in table  # the good run, counted alone
     assert f"{out}/runs/cut/summary.json: not a valid summary" in table  # listed as not counted, by name
+    assert f"{out}/runs/typed/summary.json: not a valid summary (val/top1_err is 'abc', not a number)" in table
+    assert f"{out}/runs/demo/summary.json: not a valid summary" in table  # whatever its preset
+    for run in ("cut", "typed", "demo"):
+        assert f"{out}/runs/{run}/summary.json: not a valid summary" in proc.stderr
     assert f"{out}/evals/e/results.json: unreadable, left out of the tables" in proc.stderr
     assert f"{out}/fig1/f/fig1.json: unreadable, left out of the tables" in proc.stderr
 

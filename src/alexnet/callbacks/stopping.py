@@ -24,7 +24,8 @@ log = logging.getLogger(__name__)
 
 class GracefulStop(Callback):
     """On SIGTERM, SIGINT (or submitit's requeue signal) while fitting: finish the batch, save
-    last.ckpt, stop with a message naming it.
+    last.ckpt, stop with a message naming it. While testing after fitting: finish the batch and
+    stop, naming the checkpoint tested (the run's checkpoints are complete; a resume tests again).
 
     The handler only notes the signal; at the end of a training batch (every batch, or every
     ``every_n_steps`` for GPU ranks) the ranks decide together (one all-reduce under DDP) and all
@@ -48,29 +49,41 @@ class GracefulStop(Callback):
         self._requeue_signal: int | None = None
 
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self.listen("stopping after this batch, then saving last.ckpt")
+
+    def on_test_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        # The test after fitting: a stop there is recorded and resumable too.
+        self.listen("stopping the test after this batch (fitting had finished: the checkpoints are complete)")
+
+    def listen(self, then: str) -> None:
         if threading.current_thread() is not threading.main_thread():
             return
 
         def on_signal(signum, frame):
             if self.signal is None:  # a second Ctrl+C changes nothing: the stop is already on its way
                 self.signal = signum
-                log.info(
-                    f"{signal.Signals(signum).name}: stopping after this batch, then saving last.ckpt "
-                    "(kill -9 stops at once; the checkpoints on disk stay whole)"
-                )
+                log.info(f"{signal.Signals(signum).name}: {then} (kill -9 stops at once; the checkpoints on disk stay whole)")
 
         usr = submitit_requeue_signal()
         if usr is not None:
             self._requeue, self._requeue_signal = signal.signal(usr, on_signal), usr
-        # Lightning restores the handlers it found when fitting ends.
+        # Lightning restores the handlers it found when fitting (or testing) ends.
         for signum in (signal.SIGINT, signal.SIGTERM):
             signal.signal(signum, on_signal)
 
     def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs, batch, batch_idx: int) -> None:
+        self.stop_if_signalled(trainer, pl_module, trainer.global_step)
+
+    def on_test_batch_end(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, outputs, batch, batch_idx: int, dataloader_idx: int = 0
+    ) -> None:
+        self.stop_if_signalled(trainer, pl_module, batch_idx)
+
+    def stop_if_signalled(self, trainer: L.Trainer, pl_module: L.LightningModule, step: int) -> None:
         # One process decides alone and for free, and so do CPU ranks (gloo, no device to wait
         # for). GPU ranks decide together every `every_n_steps`, all at the same step, so the
         # all-reduce and the host sync it brings stay out of the other steps.
-        if trainer.world_size > 1 and pl_module.device.type != "cpu" and trainer.global_step % self.every_n_steps:
+        if trainer.world_size > 1 and pl_module.device.type != "cpu" and step % self.every_n_steps:
             return
         if trainer.strategy.reduce_boolean_decision(self.signal is not None, all=False):
             raise SIGTERMException()  # Lightning's own "stop now" exception: every callback's on_exception sees it
@@ -87,17 +100,34 @@ class GracefulStop(Callback):
         self.checkpoint = str(path)
 
     def stopped(self, trainer: L.Trainer) -> RunStopped:
-        name = signal.Signals(self.signal or signal.SIGTERM).name
-        where = f"epoch {trainer.current_epoch}, step {trainer.global_step}"
-        if self.checkpoint:
-            message = f"stopped by {name} at {where}: saved {self.checkpoint}\n{resume_hint(trainer)}"
+        signum = self.signal or signal.SIGTERM
+        if trainer.state.fn == "test":
+            stop = stopped_while_testing(trainer, signum)
         else:
-            message = f"stopped by {name} at {where} while {trainer.state.fn}ing: no checkpoint written (training had finished)"
-        stop = RunStopped(message, "interrupted", stopped_by(self.signal or signal.SIGTERM), self.checkpoint)
+            name = signal.Signals(signum).name
+            where = f"epoch {trainer.current_epoch}, step {trainer.global_step}"
+            if self.checkpoint:
+                message = f"stopped by {name} at {where}: saved {self.checkpoint}\n{resume_hint(trainer)}"
+            else:
+                message = f"stopped by {name} at {where} ({trainer.state.fn}): no checkpoint written"
+            stop = RunStopped(message, "interrupted", stopped_by(signum), self.checkpoint)
         if self._requeue is not None and self.signal == self._requeue_signal:
-            requeue, signum = self._requeue, self.signal
+            requeue = self._requeue
             stop.then = lambda: requeue(signum, None)  # submitit requeues the job (rank 0) and exits
         return stop
+
+
+def stopped_while_testing(trainer: L.Trainer, signum: int) -> RunStopped:
+    """A stop during the test after fitting: the checkpoints are complete, so the same command
+    (ckpt_path=last) trains nothing more and runs the test again. ``checkpoint``: the one tested."""
+    name = signal.Signals(signum).name
+    tested = trainer.ckpt_path  # None: the weights in memory when fitting ended (no checkpoint callback)
+    what = tested or "the weights fitting ended with (not saved: no checkpoint callback)"
+    where = f"epoch {trainer.current_epoch}, step {trainer.global_step}"
+    message = f"stopped by {name} while testing {what}, after fitting had finished ({where}): no test result"
+    if tested:
+        message += f"\n{resume_hint(trainer)}"
+    return RunStopped(message, "interrupted", stopped_by(signum), tested)
 
 
 def submitit_requeue_signal() -> int | None:

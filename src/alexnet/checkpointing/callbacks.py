@@ -1,9 +1,11 @@
 """Exact resume, wired in conf/callbacks/default.yaml: last.ckpt after every epoch, and in it every
 random stream and the lr schedule's pending step, so that a run stopped and resumed draws the
 same shuffles, crops, flips, colour noise and dropout masks, with the same learning rates, as
-one that never stopped."""
+one that never stopped; and the run's fitting time and latest metrics, for a summary that covers
+every session."""
 
 import random
+import time
 from pathlib import Path
 
 import lightning as L
@@ -166,6 +168,50 @@ def set_rng_states(rng: dict) -> None:
 def _as_tuples(value):
     # random.setstate needs tuples; a checkpoint may hand back lists.
     return tuple(_as_tuples(v) for v in value) if isinstance(value, (list, tuple)) else value
+
+
+class FitRecord(Callback):
+    """What a run's summary needs from the sessions before this one, kept in every checkpoint: the
+    seconds spent fitting so far and the latest train/ and val/ metrics.
+
+    A run resumed after fitting had finished (stopped while testing) trains nothing: without this
+    its summary would give only this session's fit time and no validation error at all.
+    """
+
+    def __init__(self) -> None:
+        self.trainer: L.Trainer | None = None
+        self.seconds_before = 0.0  # fitting time of the sessions up to the checkpoint resumed from
+        self.metrics_before: dict[str, float] = {}
+        self.started: float | None = None
+        self.ended: float | None = None
+
+    def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
+        self.trainer = trainer
+
+    def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self.started, self.ended = time.monotonic(), None
+
+    def on_fit_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self.ended = time.monotonic()
+
+    def fit_seconds(self) -> float:
+        """The whole run's fitting time: the earlier sessions' and this one's, so far."""
+        if self.started is None:
+            return self.seconds_before
+        return self.seconds_before + ((self.ended or time.monotonic()) - self.started)
+
+    def metrics(self) -> dict[str, float]:
+        """The latest train/ and val/ metrics: this session's, else those the checkpoint carried."""
+        found = self.trainer.callback_metrics if self.trainer is not None else {}
+        now = {k: float(v) for k, v in found.items() if k.startswith(("train/", "val/"))}
+        return {**self.metrics_before, **now}
+
+    def state_dict(self) -> dict:
+        return {"fit_seconds": self.fit_seconds(), "metrics": self.metrics()}
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        self.seconds_before = float(state_dict["fit_seconds"])
+        self.metrics_before = dict(state_dict["metrics"])
 
 
 class ClassIdentity(Callback):

@@ -22,7 +22,7 @@ from alexnet.data.batches import collate
 from alexnet.data.datasets import EncodedRecords, ImageRecords, SkipUnreadable
 from alexnet.data.decode import decode_batch
 from alexnet.data.records import Records
-from alexnet.data.sources import open_source
+from alexnet.data.sources import class_difference, open_source
 from alexnet.data.stats import load_or_compute
 from alexnet.data.store import StoreSource, check_prepared_from, is_store
 from alexnet.data.unreadable import UnreadableCounter
@@ -167,7 +167,8 @@ class ImageFolderDataModule(L.LightningDataModule):
         for name in ("val", "test"):
             if self.datasets[name].classes != self.classes:
                 raise ValueError(
-                    f"data.root: the '{self.splits[name]}' classes differ from the '{self.splits['train']}' classes in {root}"
+                    f"data.root: the '{self.splits[name]}' split of {root} has other classes than its "
+                    f"'{self.splits['train']}' split: {class_difference(self.classes, self.datasets[name].classes)}"
                 )
         self.resolve_num_classes()
         if self.source.kind == "folder" and rank_zero_only.rank == 0:

@@ -9,7 +9,8 @@ tar shards (see ``alexnet.data.store``).
 
 Resumable: a shard is written under a temporary name, renamed when complete, and only then
 gets its ``.json`` done marker; a rerun skips the marked shards and rewrites the others, so
-an interruption never duplicates or corrupts. The plan (which image goes in which shard) is
+an interruption never duplicates or corrupts (Ctrl+C or SIGTERM: one line, exit 130 / 143,
+the finished shards kept). The plan (which image goes in which shard) is
 fixed by the source listing and the options, and a rerun with a different plan is refused.
 Unreadable images (empty, truncated, not images) are listed in ``unreadable.tsv`` and counted,
 in every split. The index records the ordered classes and, per split, the fingerprint of the
@@ -26,7 +27,9 @@ import argparse
 import hashlib
 import json
 import multiprocessing
+import multiprocessing.connection
 import os
+import signal
 import sys
 from collections import Counter
 from pathlib import Path
@@ -41,10 +44,11 @@ from torchvision.io import encode_jpeg
 from alexnet.data import fingerprint as files_fingerprint
 from alexnet.data.decode import UnreadableImage, decode, describe
 from alexnet.data.records import ByteReader, Records
-from alexnet.data.sources import open_source
+from alexnet.data.sources import class_difference, open_source
 from alexnet.data.store import FORMAT, INDEX, VERSION
 from alexnet.data.verify import verify_store
-from alexnet.exit_codes import ExitCode
+from alexnet.errors import ConfigError, traceback_wanted
+from alexnet.exit_codes import ExitCode, stopped_by
 
 PLAN = "prepare.json"
 MANIFEST = "unreadable.tsv"
@@ -156,20 +160,118 @@ def run_pool(pending: list[dict], workers: int, console: Console) -> None:
     )
     # fork, before the progress bar starts its thread: no thread is copied into a worker, and
     # a worker starts at once (spawn re-imports torch in each: 5-10 s on this 2-core machine).
-    pool = (
-        multiprocessing.get_context("fork").Pool(workers, initializer=torch.set_num_threads, initargs=(1,))
-        if workers > 1
-        else None
-    )
+    pool = ShardWriters(workers) if workers > 1 else None
+    handlers = {signum: signal.signal(signum, stop) for signum in STOP_SIGNALS}
     try:
         with Progress(*columns, console=console) as progress:
             bar = progress.add_task("images", total=total)
-            results = pool.imap_unordered(write_shard, pending) if pool else map(write_shard, pending)
+            results = pool.write(pending) if pool else map(write_shard, pending)
             for result in results:
                 progress.advance(bar, result["done"])
     finally:
         if pool:
-            pool.terminate()
+            pool.close()
+        for signum, handler in handlers.items():
+            signal.signal(signum, handler)
+
+
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+
+class Stopped(Exception):
+    """SIGINT or SIGTERM while shards were written: the finished ones are kept (a rerun goes on from them)."""
+
+    def __init__(self, signum: int):
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+
+
+def stop(signum, frame) -> None:
+    raise Stopped(signum)
+
+
+class ShardWriters:
+    """Worker processes that write shards, each with a pipe of its own.
+
+    Not multiprocessing.Pool: its workers share one task queue and its lock, and a worker ended
+    by a signal while it held that lock (Ctrl+C or SIGTERM reach the whole process group) left
+    the pool's shutdown waiting forever; an orphaned worker printed BrokenPipeError tracebacks.
+    Here a worker ignores SIGINT and ends quietly on SIGTERM, and the main process alone decides:
+    on a stop it kills the workers (a shard cut short has no done marker: a rerun writes it again).
+    """
+
+    def __init__(self, workers: int):
+        context = multiprocessing.get_context("fork")
+        self.workers = []
+        for _ in range(workers):
+            ours, theirs = context.Pipe()
+            process = context.Process(target=serve, args=(theirs,), daemon=True)
+            process.start()
+            theirs.close()
+            self.workers.append((process, ours))
+
+    def write(self, tasks: list[dict]):
+        """write_shard of every task, in the workers; the results as they come."""
+        todo, idle, busy = list(tasks), list(self.workers), {}
+        while todo or busy:
+            while todo and idle:
+                process, pipe = idle.pop()
+                task = todo.pop(0)
+                try:
+                    pipe.send(task)
+                except OSError:  # it has ended (BrokenPipeError)
+                    raise ended(process, task) from None
+                busy[pipe] = (process, task)
+            ready = multiprocessing.connection.wait([*busy, *(process.sentinel for process, _ in busy.values())])
+            for pipe, (process, task) in list(busy.items()):
+                if pipe not in ready and process.sentinel not in ready:
+                    continue
+                try:
+                    ok, result = pipe.recv()
+                except EOFError:  # it ended without a result
+                    raise ended(process, task) from None
+                if not ok:
+                    raise result
+                del busy[pipe]
+                idle.append((process, pipe))
+                yield result
+
+    def close(self) -> None:
+        for process, pipe in self.workers:
+            pipe.close()
+            process.kill()
+        for process, _ in self.workers:
+            process.join()
+
+
+def ended(process, task: dict) -> Exception:
+    """What a worker's end means: the process group's SIGINT or SIGTERM (the main process stops
+    too), else a fault (the OOM killer, a crash), named with its shard."""
+    process.join()
+    if process.exitcode is not None and -process.exitcode in STOP_SIGNALS:
+        return Stopped(-process.exitcode)
+    return RuntimeError(
+        f"a prepare worker ended (exit code {process.exitcode}) while writing {task['tar']}: "
+        "the same command goes on from the finished shards"
+    )
+
+
+def serve(pipe) -> None:
+    """A worker: write the shards it is sent until its pipe closes. Stopping is the main process's
+    (Ctrl+C reaches the whole process group: ignored here); SIGTERM ends it without a traceback."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    torch.set_num_threads(1)
+    while True:
+        try:
+            task = pipe.recv()
+        except EOFError:
+            return
+        try:
+            reply = (True, write_shard(task))
+        except Exception as err:  # raised in the main process, as Pool did
+            reply = (False, err)
+        pipe.send(reply)
 
 
 def prepare(
@@ -187,13 +289,16 @@ def prepare(
     console = console or Console()
     source = open_source(src, cache_dir=out / ".cache")
     if source.kind == "store":
-        raise SystemExit(f"{src} is already a prepared store")
+        raise ConfigError(f"{src} is already a prepared store")
     splits = splits or source.splits()
     records = {split: source.records(split) for split in splits}
-    classes = records["train"].classes if "train" in records else records[splits[0]].classes
+    first = "train" if "train" in records else splits[0]
+    classes = records[first].classes
     for split, r in records.items():
         if r.classes != classes:
-            raise SystemExit(f"{src}: the '{split}' classes differ from the '{splits[0]}' classes")
+            raise ConfigError(
+                f"{src}: its '{split}' split has other classes than its '{first}' split: {class_difference(classes, r.classes)}"
+            )
     shards = [
         dict(s, resize=resize, quality=quality)
         for split in splits
@@ -277,8 +382,13 @@ def main(argv: list[str] | None = None) -> None:
             args.src, args.out, args.splits, args.workers, args.shard_size, args.resize, args.quality, console=console
         )
     except (FileNotFoundError, ValueError) as err:
+        if traceback_wanted():
+            raise
         console.print(f"[red]prepare: {err}")
         sys.exit(ExitCode.CONFIG_ERROR)
+    except Stopped as stopped:
+        console.print(f"[yellow]prepare: stopped by {stopped}: the finished shards are kept; the same command goes on from them")
+        sys.exit(stopped_by(stopped.signum))
     print_summary(index, args.out, console)
 
 

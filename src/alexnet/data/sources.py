@@ -12,7 +12,7 @@ from alexnet.data import ilsvrc
 from alexnet.data.cache import CacheFolder
 from alexnet.data.listing import IMAGE_EXTENSIONS, SplitListing, list_split, subfolders
 from alexnet.data.records import Records
-from alexnet.data.store import StoreSource, is_store
+from alexnet.data.store import StoreSource, few, is_store
 
 # "wnid name" per line: this project's labels.txt, imagenet-sample's synsets.txt, Kaggle's LOC_synset_mapping.txt.
 NAME_FILES = ("labels.txt", "synsets.txt", "LOC_synset_mapping.txt")
@@ -117,6 +117,17 @@ class ArchiveSource:
 
     def names_of(self, classes: list[str]) -> list[str]:
         return [self.devkit.names.get(c, c) for c in classes]
+
+
+def class_difference(train: list[str], other: list[str]) -> str:
+    """What another split's classes lack or add, named (a label is the class's position: both must match)."""
+    known, found = set(train), set(other)
+    lacking, extra = [c for c in train if c not in found], [c for c in other if c not in known]
+    if not lacking and not extra:
+        return "the same classes in another order"
+    parts = [f"it lacks {len(lacking)} of them ({few(lacking)})"] if lacking else []
+    parts += [f"it has {len(extra)} more ({few(extra)})"] if extra else []
+    return "; ".join(parts)
 
 
 def open_source(root: Path, cache_dir: Path | None = None):

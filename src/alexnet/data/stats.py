@@ -3,10 +3,14 @@ eigen-decomposition for PCA colour noise (section 4.1). Computed once, then cach
 
 The cache is keyed by what the numbers depend on: the ordered class names, the training
 files with their sizes and modification times (``fingerprint``), the image size and how many
-images were sampled. The class names are saved in the cache too.
+images were sampled. The class names are saved in the cache too. A cache that is used is logged
+with its age (files rewritten with their modification times kept, cp -p, would still match its
+key); one that cannot be read is named and computed again.
 """
 
 import hashlib
+import logging
+import time
 
 import torch
 from rich.progress import track
@@ -15,10 +19,27 @@ from torch.utils.data import DataLoader, Dataset, Subset
 from alexnet.data.cache import CacheFolder
 from alexnet.data.unreadable import UnreadableCounter
 
+log = logging.getLogger(__name__)
+
 
 def stats_name(split: str, resize: int, max_images: int, classes: list[str], files_fingerprint: str) -> str:
     digest = hashlib.sha1("\n".join([*classes, files_fingerprint]).encode()).hexdigest()[:12]
     return f".stats_{split}_{resize}px_{max_images}_{digest}.pt"
+
+
+def age(seconds: float) -> str:
+    """A duration as a person says it: 40 s, 12 min, 5 h, 3 days."""
+    if seconds < 60:
+        return f"{max(seconds, 0):.0f} s"
+    if seconds < 3600:
+        return f"{seconds / 60:.0f} min"
+    if seconds < 2 * 86400:
+        return f"{seconds / 3600:.0f} h"
+    return f"{seconds / 86400:.0f} days"
+
+
+def first_line(err: BaseException) -> str:
+    return f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}"
 
 
 def compute_stats(
@@ -78,9 +99,24 @@ def load_or_compute(
     """The cached statistics of ``dataset`` (``classes`` and ``files_fingerprint`` identify it), else computed and cached."""
     name = stats_name(split, resize, max_images, classes, files_fingerprint)
     for path in cache.existing(name):
-        stats = torch.load(path)
-        if stats.get("classes") == classes:
+        try:
+            stats = torch.load(path)
+        except Exception as err:  # cut short or overwritten: a cache, so computed again (and rewritten)
+            log.warning("%s: unreadable training-set statistics cache (%s): computing them again", path, first_line(err))
+            continue
+        if isinstance(stats, dict) and stats.get("classes") == classes:
+            log.info(
+                "training-set statistics (mean image, RGB eigenvectors) from the cache %s, written %s ago; its key is the "
+                "'%s' files' names, sizes and modification times, the classes, %dpx and %s images: pixels changed with "
+                "the modification times kept (cp -p, rsync -t) would still use it; delete it to compute them again",
+                path,
+                age(time.time() - path.stat().st_mtime),
+                split,
+                resize,
+                max_images or "all",
+            )
             return stats
+        log.warning("%s: a training-set statistics cache of other classes: computing them again", path)
     stats = compute_stats(dataset, max_images, num_workers, collate_fn, unreadable)
     stats["classes"] = list(classes)
     cache.write(name, lambda tmp: torch.save(stats, tmp), "the training-set statistics")

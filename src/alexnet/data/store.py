@@ -24,6 +24,7 @@ from pathlib import Path
 from alexnet.data import fingerprint
 from alexnet.data.cache import CacheFolder
 from alexnet.data.records import Records
+from alexnet.errors import ConfigError
 
 log = logging.getLogger(__name__)
 
@@ -36,10 +37,24 @@ def is_store(root: Path) -> bool:
     return (Path(root) / INDEX).is_file()
 
 
+def read_json(path: Path) -> dict:
+    """A store's index or a shard's done marker; a damaged one (cut short by a copy, a full disk) is named."""
+    try:
+        found = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise ConfigError(
+            f"{path}: not valid JSON ({err}): the store is damaged; prepare it again into a new folder "
+            "(python -m alexnet.data.prepare SRC OUT)"
+        ) from None
+    if not isinstance(found, dict):
+        raise ConfigError(f"{path}: not a store's JSON object (a JSON {type(found).__name__}); prepare the store again")
+    return found
+
+
 def read_index(root: Path) -> dict:
-    index = json.loads((Path(root) / INDEX).read_text())
+    index = read_json(Path(root) / INDEX)
     if index.get("format") != FORMAT or index.get("version") != VERSION:
-        raise ValueError(f"{root}/{INDEX}: not a store of format {FORMAT} v{VERSION} (rerun prepare into a new folder)")
+        raise ConfigError(f"{root}/{INDEX}: not a store of format {FORMAT} v{VERSION} (rerun prepare into a new folder)")
     return index
 
 
@@ -76,7 +91,7 @@ class StoreSource:
             raise ValueError(f"store {self.root}: the '{split}' split holds no image (see {self.root}/unreadable.tsv)")
         parts = []
         for shard in self.split(split)["shards"]:
-            marker = json.loads((self.root / shard).with_suffix(".json").read_text())
+            marker = read_json((self.root / shard).with_suffix(".json"))
             parts.append(shard_records(self.wnids, self.root / shard, marker))
         return Records.concat(parts)
 

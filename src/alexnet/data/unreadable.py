@@ -7,11 +7,13 @@ training, the statistics pass), and the run stops as soon as one period passes
 
 import logging
 
+from alexnet.errors import ConfigError
+
 log = logging.getLogger(__name__)
 
 
-class TooManyUnreadableImages(RuntimeError):
-    pass
+class TooManyUnreadableImages(ConfigError):
+    """Bad input: reported in one line naming data.max_bad_images, never as a traceback."""
 
 
 class UnreadableCounter:

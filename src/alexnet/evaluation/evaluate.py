@@ -23,9 +23,10 @@ from alexnet.checkpointing import checks
 from alexnet.checkpointing.io import load
 from alexnet.checkpointing.resolve import run_checkpoint
 from alexnet.data.augment import CROP_COUNTS
-from alexnet.errors import ConfigError
+from alexnet.errors import ConfigError, as_config_error
 from alexnet.models import saved_model_config
 from alexnet.paths import RunDir, project_root
+from alexnet.training.config import build
 from alexnet.training.module import LitAlexNet, load_module
 
 log = logging.getLogger(__name__)
@@ -120,10 +121,18 @@ def build_datamodule(data: dict, split: str, crops: int, batch_size: int, num_wo
     # The split to evaluate becomes the data module's test split; the training split is still
     # read for the mean image (section 2), from the cache the training run left.
     data = {**data, "test_split": split, "test_crops": crops, "batch_size": batch_size, "num_workers": num_workers}
-    datamodule = instantiate(data)
-    if hasattr(datamodule, "prepare_data"):
-        datamodule.prepare_data()
-    datamodule.setup("test")
+    datamodule = build("data", instantiate, data)  # a bad value (--batch-size 0) is named: data.batch_size
+    try:
+        if hasattr(datamodule, "prepare_data"):
+            datamodule.prepare_data()
+        datamodule.setup("test")
+    except (FileNotFoundError, ValueError) as err:
+        config = as_config_error(err)
+        if config is None:
+            raise
+        if isinstance(err, FileNotFoundError):  # the run's data.root, most often: the data has moved since
+            raise ConfigError(f"{err} (the run's data moved? give its new place with --data-root)") from None
+        raise config from None
     return datamodule
 
 

@@ -86,8 +86,21 @@ REFERENCES = [
 ]
 # The data configs (conf/data/) of the paper's datasets: only their runs fill the paper's tables.
 PAPER_DATA = {None, "imagenet", "ilsvrc2010"}
-# The presets whose runs the tables use: only their failed or unfinished runs are listed as not counted.
+# The presets whose runs the tables use: only their failed or unfinished runs are listed as not
+# counted, and every run whose summary.json cannot be read.
 TABLE_PRESETS = {BASE, "alexnet_star_finetune", "alexnet_ilsvrc2010"} | {a[0] for a in ABLATIONS}
+UNREADABLE = "unreadable summary"
+# What the tables read from a summary.json, and the types they need: its metrics are numbers.
+METRIC_PREFIXES = ("train/", "val/", "test/", "best/")
+SUMMARY_TYPES = {
+    "status": (str,),
+    "experiment": (str, type(None)),
+    "test_crops": (int,),
+    "selected_on_test_split": (bool,),
+    "overrides": (list, type(None)),
+    "error": (str, type(None)),
+    "message": (str, type(None)),
+}
 
 
 def collect(folders: list[Path]) -> tuple[list[dict], list[dict], list[dict]]:
@@ -98,8 +111,12 @@ def collect(folders: list[Path]) -> tuple[list[dict], list[dict], list[dict]]:
             run = RunDir(config.parent.parent)
             try:
                 summary = run.read_summary()
-            except ValueError as err:  # a corrupt summary.json: listed as such, never averaged in
-                summary = {"status": f"unreadable summary ({err})"}
+                wrong = wrong_value(summary) if summary is not None else None
+                if wrong:
+                    raise ValueError(f"{run.summary}: not a valid summary ({wrong}); delete it or rerun the job")
+            except ValueError as err:  # a corrupt summary.json: named, listed as such, never averaged in
+                log.warning(f"{err} (left out of the tables)")
+                summary = {"status": f"{UNREADABLE} ({err})"}
             if summary is None:
                 summary = {"status": f"incomplete (no {RunDir.SUMMARY})"}
             summary.setdefault("experiment", preset_of(run.path))
@@ -112,6 +129,19 @@ def collect(folders: list[Path]) -> tuple[list[dict], list[dict], list[dict]]:
                 evals.append({**results, "path": str(path), "mtime": path.stat().st_mtime})
         fig1 += [{**results, "path": str(path)} for path in sorted(folder.rglob("fig1.json")) if (results := read_json(path))]
     return runs, evals, fig1
+
+
+def wrong_value(summary: dict) -> str | None:
+    """The first value of a summary that the tables cannot use, described; None when every one is usable."""
+    for key, value in summary.items():
+        if key.startswith(METRIC_PREFIXES):
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                return f"{key} is {value!r}, not a number"
+        elif key in SUMMARY_TYPES and not isinstance(value, SUMMARY_TYPES[key]):
+            return f"{key} is {value!r}, not {' or '.join(t.__name__ for t in SUMMARY_TYPES[key])}"
+    if not all(isinstance(o, str) for o in summary.get("overrides") or []):
+        return f"overrides is {summary['overrides']!r}, not a list of strings"
+    return None
 
 
 def read_json(path: Path) -> dict | None:
@@ -293,7 +323,7 @@ def not_counted_table(runs: list[dict]) -> tuple[list[str], list[list[str]]]:
     rows = [
         [r["run_dir"], str(r.get("experiment")), not_counted_reason(r), (r.get("error") or r.get("message") or "")[:200]]
         for r in runs
-        if not counted(r) and r.get("experiment") in TABLE_PRESETS
+        if not counted(r) and (r.get("experiment") in TABLE_PRESETS or str(r.get("status")).startswith(UNREADABLE))
     ]
     return header, rows
 

@@ -17,6 +17,7 @@ from alexnet.exit_codes import ExitCode
 
 def run_job(cfg: DictConfig) -> float | None:
     """Returns the value a Hydra sweeper optimises: a search's ``optimized_metric``, else the validation top-1 error."""
+    from alexnet.errors import traceback_wanted
     from alexnet.launch import search
     from alexnet.training.run import ConfigError, RunStopped, train
 
@@ -37,6 +38,8 @@ def run_job(cfg: DictConfig) -> float | None:
         if sweep and metric:
             return search.report_finished(cfg, metric, summary)
     except ConfigError as err:
+        if traceback_wanted():
+            raise
         print(f"config error: {err}", file=sys.stderr)
         if sweep:
             raise JobFailed(f"config error: {err}", sweep) from None

@@ -1,6 +1,6 @@
 """One training run from a composed config: validate, build, fit, test, summarise."""
 
-import time
+import signal
 import warnings
 from pathlib import Path
 
@@ -15,12 +15,12 @@ from rich.table import Table
 
 from alexnet import folder_reuse
 from alexnet.callbacks import figures
-from alexnet.callbacks.stopping import EnoughTrainingData, GracefulStop, resume_hint
-from alexnet.checkpointing.callbacks import ClassIdentity
+from alexnet.callbacks.stopping import EnoughTrainingData, GracefulStop, resume_hint, stopped_while_testing
+from alexnet.checkpointing.callbacks import ClassIdentity, FitRecord
 from alexnet.checkpointing.checks import check_matches
 from alexnet.checkpointing.io import AtomicCheckpointIO, CheckpointWriteError, load
 from alexnet.checkpointing.resolve import last_checkpoint_path, latest_good_checkpoint, resolve
-from alexnet.errors import ConfigError, RunStopped
+from alexnet.errors import ConfigError, RunStopped, as_config_error
 from alexnet.exit_codes import ExitCode
 from alexnet.loggers import wandb_logger
 from alexnet.loggers.config_tree import print_config_tree
@@ -50,9 +50,6 @@ def train(cfg: DictConfig) -> dict:
     with ddp.job_scope():  # a multirun's next job starts with a clean DDP environment
         try:
             return run(cfg)
-        except SIGTERMException:  # after fitting (while testing): the checkpoints are complete
-            message = "stopped by a signal after training had finished, while testing"
-            raise RunStopped(message, "interrupted", ExitCode.TERMINATED, None) from None
         except Exception as err:  # summary.json says failed (RunStopped writes its own)
             if not isinstance(err, RunStopped):
                 run_summary.write_failed(cfg, err)
@@ -78,9 +75,10 @@ def num_classes(datamodule) -> int:
     try:
         return datamodule.resolve_num_classes()
     except (FileNotFoundError, ValueError) as err:  # the data module's: they name data.root, data.<key>
-        if isinstance(err, ValueError) and not str(err).startswith("data."):
+        config = as_config_error(err)
+        if config is None:
             raise
-        raise ConfigError(str(err)) from None
+        raise config from None
 
 
 def run(cfg: DictConfig) -> dict:
@@ -106,6 +104,8 @@ def run(cfg: DictConfig) -> dict:
     callbacks.append(EnoughTrainingData())  # a training split smaller than one batch: stop before any work
     identity = ClassIdentity()  # the classes go into every checkpoint; those this run starts from are checked
     callbacks.append(identity)
+    record = FitRecord()  # the fit time and metrics of every session so far, carried in the checkpoints
+    callbacks.append(record)
     ddp.use_job_command_for_ranks()
     trainer_args, profiler = trainer_node(cfg)
     if profiler is not None:
@@ -136,7 +136,6 @@ def run(cfg: DictConfig) -> dict:
     for logger in loggers:
         logger.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))
 
-    start = time.time()
     try:
         trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path)
     except (SIGTERMException, RunStopped) as err:
@@ -146,9 +145,10 @@ def run(cfg: DictConfig) -> dict:
         failed = RunStopped(f"{err.strerror}\n{resume_hint(trainer)}", "failed", ExitCode.FAILED, good)
         raise stopped(cfg, trainer, failed, out) from None
     except (FileNotFoundError, ValueError) as err:  # the data module's: they name data.root, data.<key>
-        if isinstance(err, ValueError) and not str(err).startswith("data."):
+        config = as_config_error(err)
+        if config is None:
             raise
-        raise ConfigError(str(err)) from None
+        raise config from None
     if trainer.global_step == 0 and trainer.max_steps != 0 and trainer.max_epochs != 0:
         # Lightning returns from a fit without batches as from a finished one; a run that trained
         # nothing must never be counted as finished (summary.json says failed).
@@ -157,11 +157,14 @@ def run(cfg: DictConfig) -> dict:
             f"{cfg.trainer.get('limit_train_batches', 1.0)}, data.batch_size={cfg.data.get('batch_size')}); "
             "the run is not finished"
         )
-    summary = {"status": "finished", "epochs": trainer.current_epoch, "fit_seconds": round(time.time() - start, 1)}
-    summary.update({k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith(("train/", "val/"))})
+    summary = {"status": "finished", "epochs": trainer.current_epoch, "fit_seconds": round(record.fit_seconds(), 1)}
+    summary.update(record.metrics())
     if cfg.get("test") and not trainer.fast_dev_run:
         tested = tested_checkpoint(cfg, trainer)
-        metrics = trainer.test(module, datamodule=datamodule, ckpt_path=tested["test_checkpoint"] or None, verbose=False)
+        try:
+            metrics = trainer.test(module, datamodule=datamodule, ckpt_path=tested["test_checkpoint"] or None, verbose=False)
+        except (SIGTERMException, RunStopped) as err:  # fitting had finished: its checkpoints are complete
+            raise stopped(cfg, trainer, err, out) from None
         summary.update({k: float(v) for k, v in metrics[0].items()})
         summary.update(tested)
         if tested["test_checkpoint"]:  # relative to the run folder: a copy of the folder tests its own file
@@ -204,18 +207,19 @@ def tested_checkpoint(cfg: DictConfig, trainer: L.Trainer) -> dict:
 
 
 def stopped(cfg: DictConfig, trainer: L.Trainer, err: BaseException, out: Path) -> RunStopped:
-    """SIGTERM/SIGINT (checkpoint saved by GracefulStop) or a non-finite loss: record it in summary.json."""
+    """SIGTERM/SIGINT (checkpoint saved by GracefulStop; while testing, the one tested) or a non-finite
+    loss: record it in summary.json."""
     if isinstance(err, RunStopped):
         stop = err
     else:
         graceful = [c for c in trainer.callbacks if isinstance(c, GracefulStop)]
-        stop = (
-            graceful[0].stopped(trainer)
-            if graceful
-            else RunStopped(
-                "stopped by SIGTERM (callbacks.graceful_stop is off: nothing saved)", "interrupted", ExitCode.TERMINATED, None
-            )
-        )
+        if graceful:
+            stop = graceful[0].stopped(trainer)
+        elif trainer.state.fn == "test":  # Lightning's own SIGTERM handling: fitting had finished
+            stop = stopped_while_testing(trainer, signal.SIGTERM)
+        else:
+            message = "stopped by SIGTERM (callbacks.graceful_stop is off: nothing saved)"
+            stop = RunStopped(message, "interrupted", ExitCode.TERMINATED, None)
     if trainer.is_global_zero:
         summary = {
             "status": stop.status,
