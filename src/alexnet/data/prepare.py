@@ -42,12 +42,11 @@ from alexnet.data import fingerprint as files_fingerprint
 from alexnet.data.decode import UnreadableImage, decode, describe
 from alexnet.data.records import ByteReader, Records
 from alexnet.data.sources import open_source
-from alexnet.data.store import FORMAT, INDEX, VERSION
+from alexnet.data.store import FORMAT, INDEX, MANIFEST, VERSION
 from alexnet.data.verify import verify_store
 from alexnet.exit_codes import ExitCode
 
 PLAN = "prepare.json"
-MANIFEST = "unreadable.tsv"
 
 
 def encode(data: bytes, resize: int, quality: int) -> bytes:

@@ -28,6 +28,7 @@ from alexnet.data.records import Records
 log = logging.getLogger(__name__)
 
 INDEX = "index.json"
+MANIFEST = "unreadable.tsv"  # split, source image, reason: what prepare left out
 FORMAT = "webdataset-shards+offsets"
 VERSION = 1
 
@@ -37,27 +38,56 @@ def is_store(root: Path) -> bool:
 
 
 def read_index(root: Path) -> dict:
-    index = json.loads((Path(root) / INDEX).read_text())
+    return parse_index((Path(root) / INDEX).read_text(), root)
+
+
+def parse_index(text: str, root) -> dict:
+    index = json.loads(text)
     if index.get("format") != FORMAT or index.get("version") != VERSION:
         raise ValueError(f"{root}/{INDEX}: not a store of format {FORMAT} v{VERSION} (rerun prepare into a new folder)")
     return index
 
 
-def shard_records(classes: list[str], tar: Path, marker: dict) -> Records:
+def shard_records(classes: list[str], tar: str, marker: dict) -> Records:
     members = [(m["id"], m["offset"], m["size"], m["label"]) for m in marker["members"]]
-    return Records.of_members(classes, str(tar), members)
+    return Records.of_members(classes, tar, members)
 
 
 class StoreSource:
     kind = "store"
 
     def __init__(self, root: Path, cache_dir: Path | None = None):
-        self.root = Path(root)
-        self.cache = CacheFolder(self.root, cache_dir)
-        self.index = read_index(self.root)
+        self.open_root(root, cache_dir)
+        self.index = parse_index(self.read(INDEX), self.root)
         self.wnids: list[str] = self.index["classes"]
         self.names: list[str] = self.index["names"]
         self.resize: int = self.index["resize"]
+
+    def open_root(self, root: Path, cache_dir: Path | None) -> None:
+        self.root = Path(root)
+        self.cache = CacheFolder(self.root, cache_dir)
+
+    def read(self, rel: str) -> str:
+        """A file of the store as text, by its path in the store (``remote`` reads it from a URL)."""
+        return (self.root / rel).read_text()
+
+    def where(self, rel: str) -> str:
+        """A file of the store, named as the records and messages name it."""
+        return str(self.root / rel)
+
+    def markers(self, shards: list[str]) -> list[dict]:
+        return [json.loads(self.read(str(Path(s).with_suffix(".json")))) for s in shards]
+
+    def with_reader(self, records: Records) -> Records:
+        """The records as the loaders read them (a URL store attaches its shard cache)."""
+        return records
+
+    def content_key(self, files: list[str]) -> str:
+        """The statistics cache's key: the files read, their sizes and modification times."""
+        return fingerprint.listing(files, self.root, mtimes=True)
+
+    def manifest(self) -> str:
+        return self.where(MANIFEST)
 
     def splits(self) -> list[str]:
         return list(self.index["splits"])
@@ -73,15 +103,13 @@ class StoreSource:
 
     def records(self, split: str) -> Records:
         if not self.split(split)["images"]:
-            raise ValueError(f"store {self.root}: the '{split}' split holds no image (see {self.root}/unreadable.tsv)")
-        parts = []
-        for shard in self.split(split)["shards"]:
-            marker = json.loads((self.root / shard).with_suffix(".json").read_text())
-            parts.append(shard_records(self.wnids, self.root / shard, marker))
-        return Records.concat(parts)
+            raise ValueError(f"store {self.root}: the '{split}' split holds no image (see {self.manifest()})")
+        shards = self.split(split)["shards"]
+        parts = [shard_records(self.wnids, self.where(s), m) for s, m in zip(shards, self.markers(shards))]
+        return self.with_reader(Records.concat(parts))
 
     def files(self, split: str) -> list[str]:
-        return [str(self.root / shard) for shard in self.split(split)["shards"]]
+        return [self.where(shard) for shard in self.split(split)["shards"]]
 
     def source_fingerprint(self, split: str) -> str | None:
         """The fingerprint of the files this split was prepared from (None: a store older than that record)."""
