@@ -84,7 +84,7 @@ class Remote:
         for attempt in range(self.retries + 1):
             try:
                 return fn()
-            except (FileNotFoundError, PermissionError):
+            except (FileNotFoundError, PermissionError, TypeError, ValueError):  # missing, refused, misconfigured
                 raise
             except Exception as err:
                 if attempt == self.retries:
@@ -216,14 +216,19 @@ class RemoteStoreSource(StoreSource):
         self.cache = CacheFolder(self.folder, None)  # statistics beside the shards
 
     def read(self, rel: str) -> str:
+        """At the start: what cannot be read is a config error naming the URL (a missing bucket,
+        a refusal, no store there, a server that does not answer after the retries)."""
         try:
             return self.remote.cat([rel])[0].decode()
-        except (FileNotFoundError, PermissionError, StoreUnreachable) as err:
-            reason = one_line(err.__cause__ or err) if isinstance(err, StoreUnreachable) else one_line(err)
-            what = "no prepared store there (python -m alexnet.data.prepare makes one)" if rel == INDEX else reason
-            if rel == INDEX and not isinstance(err, FileNotFoundError) or "bucket" in reason.lower():
-                what = reason
-            raise ConfigError(f"data.store: {self.remote.url_of(rel)}: {what}") from None
+        except FileNotFoundError as err:
+            reason = one_line(err)
+            if rel == INDEX and "bucket" not in reason.lower():
+                reason = "no prepared store there (python -m alexnet.data.prepare makes one; upload its folder)"
+        except PermissionError as err:
+            reason = one_line(err)
+        except StoreUnreachable as err:
+            reason = one_line(err.__cause__ or err)
+        raise ConfigError(f"data.store: {self.remote.url_of(rel)}: {reason}")
 
     def where(self, rel: str) -> str:
         return self.remote.url_of(rel)
