@@ -205,3 +205,31 @@ def test_a_store_gone_mid_run_stops_it_as_failed_keeping_its_checkpoint(server, 
     assert stop.value.status == "failed" and stop.value.checkpoint == str(last) and last.is_file()
     summary = json.loads((tmp_path / "run" / "summary.json").read_text())
     assert summary["status"] == "failed" and summary["epochs"] == 1
+
+
+def test_a_store_served_over_plain_http_reads_as_the_local_one(server, tmp_path):
+    """Python's http.server (started and stopped by PID) serving the store's folder: data.store=http://..."""
+    port = free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "http.server", str(port), "--bind", "127.0.0.1", "--directory", str(server["tmp"])],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        url = f"http://127.0.0.1:{port}/store"
+        for _ in range(100):
+            try:
+                urllib.request.urlopen(f"{url}/index.json", timeout=1)
+                break
+            except OSError:
+                time.sleep(0.1)
+        dm = data_module(server["root"], "synthetic", store=url, cache_dir=str(tmp_path / "cache"), num_workers=0, **SPEC)
+        dm.setup("fit")
+        local = data_module(
+            server["root"], "synthetic", store=str(server["store"]), cache_dir=str(tmp_path / "local"), num_workers=0, **SPEC
+        )
+        local.setup("fit")
+        assert dm.datasets["val"].records.ids == local.datasets["val"].records.ids
+        assert torch.equal(dm.datasets["val"][7][0], local.datasets["val"][7][0])
+    finally:
+        stop(proc)
