@@ -227,7 +227,10 @@ class ImageFolderDataModule(L.LightningDataModule):
         stats = None
         if self.mean_mode != "none" or (self.pca_lighting and self.pca_eigen == "dataset"):
             train = self.datasets["train"]
-            content = self.source.content_key(train.records.files)
+            if isinstance(self.source, RemoteStoreSource):  # no file to stat: the store's index and the shards read
+                content = self.source.content_key(train.records.files)
+            else:
+                content = fingerprint.listing(train.records.files, self.source.root, mtimes=True)
             stats = load_or_compute(
                 SkipUnreadable(train),
                 train.classes,

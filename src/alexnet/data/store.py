@@ -82,10 +82,6 @@ class StoreSource:
         """The records as the loaders read them (a URL store attaches its shard cache)."""
         return records
 
-    def content_key(self, files: list[str]) -> str:
-        """The statistics cache's key: the files read, their sizes and modification times."""
-        return fingerprint.listing(files, self.root, mtimes=True)
-
     def manifest(self) -> str:
         return self.where(MANIFEST)
 
