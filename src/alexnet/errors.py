@@ -42,3 +42,8 @@ class RunStopped(Exception):
 
 class Diverged(RunStopped):
     """A NaN/inf loss or weights: the run cannot go on, and its last good checkpoint is kept."""
+
+
+class StoreUnreachable(RuntimeError):
+    """A URL store (``data.store=s3://...``) stopped answering mid-run, after the retries. Not an
+    OSError: an unreadable image is skipped, a store that cannot be reached stops the run."""

@@ -22,6 +22,7 @@ from alexnet.data.batches import collate
 from alexnet.data.datasets import EncodedRecords, ImageRecords, SkipUnreadable
 from alexnet.data.decode import decode_batch
 from alexnet.data.records import Records
+from alexnet.data.remote import RemoteStoreSource, is_url
 from alexnet.data.sources import class_difference, open_source
 from alexnet.data.stats import load_or_compute
 from alexnet.data.store import StoreSource, check_prepared_from, is_store
@@ -30,6 +31,13 @@ from alexnet.data.workers import worker_init
 from alexnet.paths import RunDir
 
 log = logging.getLogger(__name__)
+
+
+def to_plain(options) -> dict:
+    """Hydra passes a config node; the filesystem takes plain dicts (nested ones: client_kwargs)."""
+    from omegaconf import DictConfig, OmegaConf
+
+    return OmegaConf.to_container(options, resolve=True) if isinstance(options, DictConfig) else dict(options)
 
 
 class ImageFolderDataModule(L.LightningDataModule):
@@ -42,6 +50,8 @@ class ImageFolderDataModule(L.LightningDataModule):
         num_classes: int | None,
         store: str | None,
         cache_dir: str | None,
+        cache_gb: float,
+        storage_options: dict,
         max_bad_images: int,
         train_split: str,
         val_split: str,
@@ -71,7 +81,9 @@ class ImageFolderDataModule(L.LightningDataModule):
             raise ValueError(f"max_bad_images must be >= 0, got {max_bad_images}")
         # "~" expanded: Hydra passes data.root='~/data' as written, and no shell expands it.
         self.root = Path(root).expanduser()
-        self.store = Path(store).expanduser() if store else None
+        # A URL (s3://, gs://, https://, file://) is read through fsspec (``remote``); a path from disk.
+        self.store = store if is_url(store) else Path(store).expanduser() if store else None
+        self.cache_gb, self.storage_options = cache_gb, to_plain(storage_options)
         self.cache_dir = Path(cache_dir).expanduser() if cache_dir else None
         self.unreadable = UnreadableCounter(max_bad_images)
         self.num_classes = num_classes
@@ -94,7 +106,7 @@ class ImageFolderDataModule(L.LightningDataModule):
 
     def data_root(self) -> Path:
         """The prepared store when there is one, the raw layout (folders or archives) otherwise."""
-        if self.store is not None and is_store(self.store):
+        if is_url(self.store) or self.store is not None and is_store(self.store):
             return self.store
         if self.store is not None:
             log.info(
@@ -110,7 +122,10 @@ class ImageFolderDataModule(L.LightningDataModule):
         have been prepared from what the root holds now (``store.check_prepared_from``)."""
         if self.source is None:
             root = self.data_root()
-            source = open_source(root, self.cache_dir)
+            if is_url(root):
+                source = RemoteStoreSource(root, self.cache_dir, self.storage_options, self.cache_gb)
+            else:
+                source = open_source(root, self.cache_dir)
             if root == self.store and self.root.is_dir():
                 raw = open_source(self.root, self.cache_dir)
                 both = [s for s in dict.fromkeys(self.splits.values()) if s in source.splits() and s in raw.splits()]
@@ -206,14 +221,17 @@ class ImageFolderDataModule(L.LightningDataModule):
                 self.source.root,
                 missing,
                 split,
-                self.source.root / "unreadable.tsv",
+                self.source.manifest(),
             )
 
     def build_augment(self) -> BatchAugment:
         stats = None
         if self.mean_mode != "none" or (self.pca_lighting and self.pca_eigen == "dataset"):
             train = self.datasets["train"]
-            content = fingerprint.listing(train.records.files, self.source.root, mtimes=True)
+            if isinstance(self.source, RemoteStoreSource):  # no file to stat: the store's index and the shards read
+                content = self.source.content_key(train.records.files)
+            else:
+                content = fingerprint.listing(train.records.files, self.source.root, mtimes=True)
             stats = load_or_compute(
                 SkipUnreadable(train),
                 train.classes,

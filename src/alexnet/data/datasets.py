@@ -20,7 +20,7 @@ class ImageRecords(Dataset):
 
     def __init__(self, records: Records, resize: int):
         self.records, self.resize = records, resize
-        self.reader = ByteReader()
+        self.reader = ByteReader(shards=records.shards)
         self.batches = Ring(DEPTH)
 
     @property

@@ -45,13 +45,12 @@ from alexnet.data import fingerprint as files_fingerprint
 from alexnet.data.decode import UnreadableImage, decode, describe
 from alexnet.data.records import ByteReader, Records
 from alexnet.data.sources import class_difference, open_source
-from alexnet.data.store import FORMAT, INDEX, VERSION
+from alexnet.data.store import FORMAT, INDEX, MANIFEST, VERSION
 from alexnet.data.verify import verify_store
 from alexnet.errors import ConfigError, traceback_wanted
 from alexnet.exit_codes import ExitCode, stopped_by
 
 PLAN = "prepare.json"
-MANIFEST = "unreadable.tsv"
 
 
 def encode(data: bytes, resize: int, quality: int) -> bytes:

@@ -9,6 +9,7 @@ import os
 from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -22,6 +23,8 @@ class Records:
     file_of: np.ndarray  # int32: image i lives in files[file_of[i]]
     offsets: np.ndarray  # int64: first byte in that file
     sizes: np.ndarray  # int64: byte count; -1 is the whole file
+    # A URL store's (``remote``): turns a shard's URL in ``files`` into its local copy. None: local files.
+    shards: Any = None
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -71,6 +74,7 @@ class Records:
             file_of=np.concatenate([p.file_of + s for p, s in zip(parts, shift)]).astype(np.int32),
             offsets=np.concatenate([p.offsets for p in parts]),
             sizes=np.concatenate([p.sizes for p in parts]),
+            shards=parts[0].shards,
         )
 
 
@@ -78,16 +82,36 @@ class ByteReader:
     """Reads byte ranges, keeping a few files open: a store shard or an ILSVRC tar is read
     thousands of times per epoch, and opening it each time costs more than the read."""
 
-    def __init__(self, max_open: int = 64):
+    def __init__(self, max_open: int = 64, shards=None):
         self.max_open = max_open
+        self.shards = shards  # a URL store's ShardCache (``remote``)
         self.fds: OrderedDict[str, int] = OrderedDict()
         self.pid = os.getpid()
 
     def read(self, path: str, offset: int, size: int) -> bytes:
+        if self.shards is not None:
+            return self.read_fd(self.cached(path), path, offset, size)
         if size < 0:
             with open(path, "rb") as f:
                 return f.read()
-        data = os.pread(self.fd(path), size, offset)
+        return self.read_fd(self.fd(path), path, offset, size)
+
+    def cached(self, url: str) -> int:
+        """The descriptor of a URL store's shard, fetched on first use. An open descriptor of a
+        shard evicted since (no link left) is closed: its disk space is freed, the shard fetched again."""
+        for _ in range(2):
+            local = str(self.shards.local(url))
+            try:
+                fd = self.fd(local)
+            except FileNotFoundError:  # evicted by another worker between the fetch and the open
+                continue
+            if os.fstat(fd).st_nlink:
+                return fd
+            os.close(self.fds.pop(local))
+        raise OSError(f"{url}: evicted from the cache as soon as fetched (data.cache_gb too small for the loader workers?)")
+
+    def read_fd(self, fd: int, path: str, offset: int, size: int) -> bytes:
+        data = os.pread(fd, size, offset)
         if len(data) != size:
             raise OSError(f"{path}: expected {size} bytes at offset {offset}, got {len(data)} (file truncated?)")
         return data
@@ -112,7 +136,7 @@ class ByteReader:
         self.fds.clear()
 
     def __getstate__(self):  # sent to a spawned worker: descriptors do not travel
-        return {"max_open": self.max_open}
+        return {"max_open": self.max_open, "shards": self.shards}
 
     def __setstate__(self, state):
-        self.__init__(state["max_open"])
+        self.__init__(state["max_open"], state["shards"])

@@ -29,6 +29,7 @@ from alexnet.errors import ConfigError
 log = logging.getLogger(__name__)
 
 INDEX = "index.json"
+MANIFEST = "unreadable.tsv"  # split, source image, reason: what prepare left out
 FORMAT = "webdataset-shards+offsets"
 VERSION = 1
 
@@ -37,42 +38,68 @@ def is_store(root: Path) -> bool:
     return (Path(root) / INDEX).is_file()
 
 
-def read_json(path: Path) -> dict:
-    """A store's index or a shard's done marker; a damaged one (cut short by a copy, a full disk) is named."""
+def parse_json(text: str | bytes, where) -> dict:
+    """A store's index or a shard's done marker, read from WHERE (a path or URL); a damaged one (cut
+    short by a copy, a full disk) is named."""
     try:
-        found = json.loads(path.read_text())
+        found = json.loads(text)
     except (json.JSONDecodeError, UnicodeDecodeError) as err:
         raise ConfigError(
-            f"{path}: not valid JSON ({err}): the store is damaged; prepare it again into a new folder "
+            f"{where}: not valid JSON ({err}): the store is damaged; prepare it again into a new folder "
             "(python -m alexnet.data.prepare SRC OUT)"
         ) from None
     if not isinstance(found, dict):
-        raise ConfigError(f"{path}: not a store's JSON object (a JSON {type(found).__name__}); prepare the store again")
+        raise ConfigError(f"{where}: not a store's JSON object (a JSON {type(found).__name__}); prepare the store again")
     return found
 
 
 def read_index(root: Path) -> dict:
-    index = read_json(Path(root) / INDEX)
+    return parse_index((Path(root) / INDEX).read_text(), root)
+
+
+def parse_index(text: str, root) -> dict:
+    index = parse_json(text, f"{root}/{INDEX}")
     if index.get("format") != FORMAT or index.get("version") != VERSION:
         raise ConfigError(f"{root}/{INDEX}: not a store of format {FORMAT} v{VERSION} (rerun prepare into a new folder)")
     return index
 
 
-def shard_records(classes: list[str], tar: Path, marker: dict) -> Records:
+def shard_records(classes: list[str], tar: str, marker: dict) -> Records:
     members = [(m["id"], m["offset"], m["size"], m["label"]) for m in marker["members"]]
-    return Records.of_members(classes, str(tar), members)
+    return Records.of_members(classes, tar, members)
 
 
 class StoreSource:
     kind = "store"
 
     def __init__(self, root: Path, cache_dir: Path | None = None):
-        self.root = Path(root)
-        self.cache = CacheFolder(self.root, cache_dir)
-        self.index = read_index(self.root)
+        self.open_root(root, cache_dir)
+        self.index = parse_index(self.read(INDEX), self.root)
         self.wnids: list[str] = self.index["classes"]
         self.names: list[str] = self.index["names"]
         self.resize: int = self.index["resize"]
+
+    def open_root(self, root: Path, cache_dir: Path | None) -> None:
+        self.root = Path(root)
+        self.cache = CacheFolder(self.root, cache_dir)
+
+    def read(self, rel: str) -> str:
+        """A file of the store as text, by its path in the store (``remote`` reads it from a URL)."""
+        return (self.root / rel).read_text()
+
+    def where(self, rel: str) -> str:
+        """A file of the store, named as the records and messages name it."""
+        return str(self.root / rel)
+
+    def markers(self, shards: list[str]) -> list[dict]:
+        return [parse_json(self.read(name), self.where(name)) for name in (str(Path(s).with_suffix(".json")) for s in shards)]
+
+    def with_reader(self, records: Records) -> Records:
+        """The records as the loaders read them (a URL store attaches its shard cache)."""
+        return records
+
+    def manifest(self) -> str:
+        return self.where(MANIFEST)
 
     def splits(self) -> list[str]:
         return list(self.index["splits"])
@@ -88,15 +115,13 @@ class StoreSource:
 
     def records(self, split: str) -> Records:
         if not self.split(split)["images"]:
-            raise ValueError(f"store {self.root}: the '{split}' split holds no image (see {self.root}/unreadable.tsv)")
-        parts = []
-        for shard in self.split(split)["shards"]:
-            marker = read_json((self.root / shard).with_suffix(".json"))
-            parts.append(shard_records(self.wnids, self.root / shard, marker))
-        return Records.concat(parts)
+            raise ValueError(f"store {self.root}: the '{split}' split holds no image (see {self.manifest()})")
+        shards = self.split(split)["shards"]
+        parts = [shard_records(self.wnids, self.where(s), m) for s, m in zip(shards, self.markers(shards))]
+        return self.with_reader(Records.concat(parts))
 
     def files(self, split: str) -> list[str]:
-        return [str(self.root / shard) for shard in self.split(split)["shards"]]
+        return [self.where(shard) for shard in self.split(split)["shards"]]
 
     def source_fingerprint(self, split: str) -> str | None:
         """The fingerprint of the files this split was prepared from (None: a store older than that record)."""

@@ -20,7 +20,7 @@ from alexnet.checkpointing.callbacks import ClassIdentity, FitRecord
 from alexnet.checkpointing.checks import check_matches
 from alexnet.checkpointing.io import AtomicCheckpointIO, CheckpointWriteError, load
 from alexnet.checkpointing.resolve import last_checkpoint_path, latest_good_checkpoint, resolve
-from alexnet.errors import ConfigError, RunStopped, as_config_error
+from alexnet.errors import ConfigError, RunStopped, StoreUnreachable, as_config_error
 from alexnet.exit_codes import ExitCode
 from alexnet.loggers import wandb_logger
 from alexnet.loggers.config_tree import print_config_tree
@@ -79,6 +79,15 @@ def num_classes(datamodule) -> int:
         if config is None:
             raise
         raise config from None
+
+
+def unwrapped(err: Exception) -> str:
+    """An error's own message: a loader worker's comes back as "Caught X in DataLoader worker ...
+    Original Traceback ...", its own message on the last line."""
+    text = str(err).strip()
+    if text.startswith("Caught "):
+        text = text.splitlines()[-1].split(": ", 1)[-1]
+    return text
 
 
 def run(cfg: DictConfig) -> dict:
@@ -143,6 +152,10 @@ def run(cfg: DictConfig) -> dict:
     except CheckpointWriteError as err:  # full disk: the previous checkpoints are kept
         good = latest_good_checkpoint(trainer)
         failed = RunStopped(f"{err.strerror}\n{resume_hint(trainer)}", "failed", ExitCode.FAILED, good)
+        raise stopped(cfg, trainer, failed, out) from None
+    except StoreUnreachable as err:  # a URL store stopped answering: the checkpoints written so far are kept
+        good = latest_good_checkpoint(trainer)
+        failed = RunStopped(f"{unwrapped(err)}\n{resume_hint(trainer)}", "failed", ExitCode.FAILED, good)
         raise stopped(cfg, trainer, failed, out) from None
     except (FileNotFoundError, ValueError) as err:  # the data module's: they name data.root, data.<key>
         config = as_config_error(err)
