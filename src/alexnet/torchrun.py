@@ -33,7 +33,7 @@ def restarts() -> tuple[int, int] | None:
     return int(os.environ.get(RESTART_COUNT, "0")), int(os.environ[MAX_RESTARTS])
 
 
-def check_restartable() -> None:
+def check_own_store() -> None:
     """Restarts (``--max-restarts``) only with a store of each start's own: else a ConfigError
     naming how, at the first start rather than at a failed restart."""
     started = restarts()

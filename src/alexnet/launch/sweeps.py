@@ -24,7 +24,7 @@ from alexnet.errors import ConfigError
 from alexnet.exit_codes import ExitCode
 from alexnet.launch.run_id import run_name
 from alexnet.paths import RunDir
-from alexnet.torchrun import check_restartable, restarts
+from alexnet.torchrun import check_own_store, restarts
 
 log = logging.getLogger(__name__)
 MULTIRUN_RECORD = "multirun.yaml"  # what Hydra's sweeper writes into the sweep folder
@@ -154,7 +154,7 @@ class RunFolders(Callback):
 
 def check_restarts(config: DictConfig, folder: Path) -> None:
     """torchrun --max-restarts: every start of the group must be able to connect and to continue the run."""
-    check_restartable()
+    check_own_store()
     started = restarts()
     if started is not None:
         folder_reuse.check_restartable(config, folder, started[1])
