@@ -5,6 +5,9 @@ the job and not the clock, with one config record and one summary.json, and a lo
 import json
 import os
 import re
+import shlex
+import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -12,10 +15,11 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import ROOT, with_eager_lrn
+from conftest import ROOT, fixture_dir, with_eager_lrn
 from hydra import compose, initialize_config_dir
-from longrun import SAME_GRADIENT, TINY, checkpoint, prepare, train_here
+from longrun import SAME_GRADIENT, TINY, checkpoint, prepare, train_here, wait_for
 
+from alexnet import torchrun as torchrun_env
 from alexnet.launch import run_id
 from alexnet.paths import register_resolvers
 
@@ -84,9 +88,9 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def torchrun(*args: str, cwd: Path, log: Path) -> subprocess.Popen:
+def torchrun(*args: str, cwd: Path, log: Path, **extra_env: str) -> subprocess.Popen:
     env = {k: v for k, v in os.environ.items() if k not in (run_id.RUN_ID, run_id.RUN_NAME) and not k.startswith("SLURM_")}
-    env.update(PYTHONUNBUFFERED="1", OMP_NUM_THREADS="1")
+    env.update(PYTHONUNBUFFERED="1", OMP_NUM_THREADS="1", **extra_env)
     with open(log, "w") as out:
         argv = [sys.executable, "-m", "torch.distributed.run", *args]
         return subprocess.Popen(with_eager_lrn(argv), cwd=cwd, env=env, stdout=out, stderr=subprocess.STDOUT)
@@ -129,13 +133,31 @@ def test_two_ranks_on_one_node_write_one_sweep_folder_and_one_folder_per_job(tmp
     job_records(logs, [sweep / "0", sweep / "1"], steps=2)
 
 
-def test_two_agents_as_two_nodes_write_one_run_folder_and_match_one_process(tmp_path):
+@pytest.fixture(scope="module")
+def same_gradient(request) -> tuple[list[str], dict]:
+    """A job that DDP over two ranks trains as one process does (the gradient of one global batch,
+    tests/test_ddp.py), four epochs of one step; and one process's summary of it, the reference."""
+    tmp = fixture_dir(request, "same_gradient")
+    prepare(tmp / "data", "data.resize=67")
+    job = [f"data.root={tmp / 'data'}", *TINY, "trainer.max_epochs=4", *SAME_GRADIENT]
+    one = train_here(tmp / "one", *job, "trainer=cpu")
+    shutil.rmtree(tmp / "one" / "checkpoints")
+    return job, one
+
+
+def same_as_one_process(ddp: dict, one: dict) -> None:
+    for key in ("train/loss", "val/loss"):
+        assert ddp[key] == pytest.approx(one[key], rel=1e-5), key
+    for key in ("val/top1_err", "val/top5_err", "train/top1_err"):
+        assert ddp[key] == one[key], key
+
+
+def test_two_agents_as_two_nodes_write_one_run_folder_and_match_one_process(tmp_path, same_gradient):
     """Two torchrun agents, as on two nodes: one process each, a c10d rendezvous on 127.0.0.1 and
     no --rdzv-id; the second starts seconds later from another folder, with the same log_dir.
-    They train one job, as one process trains it (the gradient of one global batch, tests/test_ddp.py)."""
-    prepare(tmp_path / "data", "data.resize=67")
+    They train one job, as one process trains it."""
+    job, one = same_gradient
     logs, endpoint = tmp_path / "outputs", f"127.0.0.1:{free_port()}"
-    job = [f"data.root={tmp_path / 'data'}", *TINY, "trainer.max_epochs=2", *SAME_GRADIENT]
     agents = []
     for node in (0, 1):
         cwd = tmp_path / f"node{node}"
@@ -155,11 +177,57 @@ def test_two_agents_as_two_nodes_write_one_run_folder_and_match_one_process(tmp_
         time.sleep(5 if node == 0 else 0)
     codes = [agent.wait(timeout=300) for agent in agents]
     assert codes == [0, 0], "\n".join((tmp_path / f"log{n}").read_text()[-3000:] for n in (0, 1))
-    (two_nodes,) = job_records(logs, [only_folder(logs / "runs")], steps=2)
+    (two_nodes,) = job_records(logs, [only_folder(logs / "runs")], steps=4)
     assert not any((tmp_path / f"node{n}" / "outputs").exists() for n in (0, 1))
+    same_as_one_process(two_nodes, one)
 
-    one = train_here(tmp_path / "one", *job, "trainer=cpu")
-    for key in ("train/loss", "val/loss"):
-        assert two_nodes[key] == pytest.approx(one[key], rel=1e-5), key
-    for key in ("val/top1_err", "val/top5_err", "train/top1_err"):
-        assert two_nodes[key] == one[key], key
+
+def worker(agent: subprocess.Popen, rank: int) -> int:
+    """The pid of the AGENT's worker of this RANK (its child, RANK in its environment)."""
+    children = Path(f"/proc/{agent.pid}/task/{agent.pid}/children").read_text().split()
+    for pid in map(int, children):
+        if f"RANK={rank}".encode() in Path(f"/proc/{pid}/environ").read_bytes().split(b"\0"):
+            return pid
+    raise AssertionError(f"no worker of rank {rank} among {children}")
+
+
+def test_a_killed_rank_restarts_its_group_and_a_terminated_agent_saves_and_resumes(tmp_path, same_gradient):
+    """torchrun --max-restarts=1 with ckpt_path=last: kill -9 of rank 1 after epoch 1 restarts both
+    ranks, which resume from last.ckpt in the same folder; SIGTERM to the agent then stops them
+    (each finishes its batch, rank 0 saves last.ckpt and records "interrupted" and a torchrun
+    resume command); that command finishes the run as one uninterrupted process trains it."""
+    job, one = same_gradient
+    logs = tmp_path / "outputs"
+    command = ["--standalone", "--nproc_per_node=2", "--max-restarts=1", str(ROOT / "train.py"), "trainer=ddp_cpu"]
+    own_store = {torchrun_env.OWN_STORE: "1"}  # restarts need it (alexnet.torchrun)
+    agent = torchrun(*command, *job, f"paths.log_dir={logs}", "ckpt_path=last", cwd=ROOT, log=tmp_path / "log", **own_store)
+    last = wait_for(agent, lambda: next(logs.glob("runs/*/checkpoints/last.ckpt"), None))  # epoch 1's
+    os.kill(worker(agent, rank=1), signal.SIGKILL)
+    run = last.parent.parent
+    restarted = f"resumed from {last}: continues at epoch 2/4"
+    wait_for(agent, lambda: "epoch 2/4:" in (text := (run / "train.log").read_text()) and restarted in text)
+    agent.send_signal(signal.SIGTERM)
+    # torch's agent forwards SIGTERM to its workers, waits for them (30 s, then SIGKILL), and
+    # raises the signal as SignalException: torchrun exits 1, whatever the workers' own 143.
+    assert agent.wait(timeout=120) == 1, (tmp_path / "log").read_text()[-4000:]
+    assert "SignalException: Process" in (tmp_path / "log").read_text()
+    assert only_folder(logs / "runs") == run
+    stopped = json.loads((run / "summary.json").read_text())
+    assert stopped["status"] == "interrupted" and stopped["checkpoint"] == "checkpoints/last.ckpt", stopped
+    assert checkpoint(last)["global_step"] == stopped["global_step"] < 4
+    hint = stopped["message"].splitlines()[-1]
+    head = f"resume with: {torchrun_env.OWN_STORE}=1 torchrun {' '.join(command[:3])} train.py trainer=ddp_cpu "
+    assert hint.startswith(head) and hint.endswith(f" hydra.run.dir={run} ckpt_path=last"), hint
+
+    resume = shlex.split(hint.removeprefix(f"resume with: {torchrun_env.OWN_STORE}=1 torchrun "))
+    resume = [str(ROOT / "train.py") if a == "train.py" else a for a in resume]
+    agent = torchrun(*resume, cwd=ROOT, log=tmp_path / "resumed", **own_store)
+    assert agent.wait(timeout=300) == 0, (tmp_path / "resumed").read_text()[-4000:]
+    (resumed,) = job_records(logs, [run], steps=4)
+    main_log, rank1_log = (run / "train.log").read_text(), (run / "train_rank1.log").read_text()
+    assert main_log.count("training from epoch 1/4") == 1 and main_log.count(restarted) == 1
+    assert main_log.count(f"resumed from {last}: continues at epoch") == 2  # after the restart, and now
+    for log in (main_log, rank1_log):  # each rank started three times: afresh, restarted, resumed
+        assert log.count("torchrun restart 1 of 1: the job starts again") == 1
+        assert log.count(f"ckpt_path=last: resuming from {last}") == 2
+    same_as_one_process(resumed, one)

@@ -63,6 +63,18 @@ def must_clear(cfg: DictConfig, key: str, folder: Path, earlier: list[str], what
     )
 
 
+def check_restartable(cfg: DictConfig, folder: Path, max_restarts: int) -> None:
+    """A launcher that starts the job again in its own folder (torchrun ``--max-restarts``) finds
+    this run there every time but the first: refused up front, not at the first restart, unless
+    the command continues it (``ckpt_path=last``) or clears it (``overwrite=true``)."""
+    if max_restarts < 1 or continues(folder, OmegaConf.select(cfg, "ckpt_path")) or overwrite_of(cfg):
+        return
+    raise ConfigError(
+        f"ckpt_path: torchrun --max-restarts={max_restarts} starts this job again in {folder}, which then holds "
+        f"this run: add ckpt_path=last so that a restart continues from last.ckpt (or {OVERWRITE}=true to start afresh)"
+    )
+
+
 def check_run(cfg: DictConfig, key: str, folder: Path, names, clear: bool, keep=(), logs: bool = True) -> None:
     """One run's folder, when ``names`` (entries of ``RunDir``) show an earlier run in it: refused
     (ConfigError), or under overwrite=true and when ``clear`` (the process that writes the record)

@@ -230,3 +230,32 @@ def test_the_resume_hint_of_an_overwriting_run_continues_it(tmp_path):
         assert resume_hint(None) == f"resume with: python train.py seed=1 hydra.run.dir={tmp_path} ckpt_path=last"
     finally:
         HydraConfig.instance().cfg = None
+
+
+def test_torchrun_restarts_are_refused_up_front_unless_they_can_connect_and_continue(tmp_path, capsys, monkeypatch):
+    """A restarted torchrun group starts again in its own folder, which holds its run by then, and
+    connects again: a command that cannot continue the run, or an agent that keeps one store for
+    every start, is refused at the first start, not at the first restart."""
+    fresh = tmp_path / "fresh"
+    monkeypatch.setenv("TORCHELASTIC_USE_AGENT_STORE", "True")
+    monkeypatch.setenv("TORCHELASTIC_MAX_RESTARTS", "0")
+    RunFolders().on_run_start(hydra_config(f"hydra.run.dir={fresh}"))  # no restarts: nothing to continue
+    monkeypatch.setenv("TORCHELASTIC_MAX_RESTARTS", "3")
+    monkeypatch.setenv("TORCHELASTIC_RESTART_COUNT", "0")
+    monkeypatch.setenv("TORCHELASTIC_USE_AGENT_STORE", "False")  # TORCH_DISABLE_SHARE_RDZV_TCP_STORE=1
+    for fine in ("ckpt_path=last", "overwrite=true"):
+        RunFolders().on_run_start(hydra_config(f"hydra.run.dir={fresh}", fine))
+    with pytest.raises(SystemExit) as exit:
+        RunFolders().on_run_start(hydra_config(f"hydra.run.dir={fresh}"))
+    assert exit.value.code == ExitCode.CONFIG_ERROR
+    assert capsys.readouterr().err.splitlines() == [
+        f"config error: ckpt_path: torchrun --max-restarts=3 starts this job again in {fresh}, which then holds this "
+        "run: add ckpt_path=last so that a restart continues from last.ckpt (or overwrite=true to start afresh)"
+    ]
+    monkeypatch.setenv("TORCHELASTIC_USE_AGENT_STORE", "True")  # the agent's one store for every start
+    with pytest.raises(SystemExit):
+        RunFolders().on_run_start(hydra_config(f"hydra.run.dir={fresh}", "ckpt_path=last"))
+    assert capsys.readouterr().err.startswith(
+        "config error: TORCH_DISABLE_SHARE_RDZV_TCP_STORE: torchrun --max-restarts=3 keeps one TCP store for every restart"
+    )
+    assert not fresh.exists()

@@ -18,6 +18,7 @@ from alexnet.checkpointing.resolve import last_checkpoint_path, latest_good_chec
 from alexnet.errors import Diverged, RunStopped
 from alexnet.exit_codes import ExitCode, stopped_by
 from alexnet.folder_reuse import OVERWRITE
+from alexnet.torchrun import launcher
 
 log = logging.getLogger(__name__)
 
@@ -148,7 +149,8 @@ def resume_hint(trainer: L.Trainer) -> str:
     # Without overwrite=true: continuing the run is the opposite of removing its record.
     replaced = ("ckpt_path=", "hydra.run.dir=", f"{OVERWRITE}=")
     args = " ".join(a for a in hydra.overrides.task if not a.lstrip("+").startswith(replaced))
-    return f"resume with: python train.py {args} hydra.run.dir={hydra.runtime.output_dir} ckpt_path=last".replace("  ", " ")
+    # Under torchrun, torchrun again: its own options, a new rendezvous, this run's folder.
+    return f"resume with: {launcher()} train.py {args} hydra.run.dir={hydra.runtime.output_dir} ckpt_path=last".replace("  ", " ")
 
 
 class FiniteLoss(Callback):

@@ -13,6 +13,7 @@ import sys
 from omegaconf import DictConfig
 
 from alexnet.exit_codes import ExitCode
+from alexnet.torchrun import restarts
 
 
 def run_job(cfg: DictConfig) -> float | None:
@@ -31,6 +32,9 @@ def run_job(cfg: DictConfig) -> float | None:
     # In a multirun a job that cannot go on is recorded (its summary.json) and the next job starts:
     # exiting here would end the whole sweep. Signals still end it.
     sweep = sweep_dir()
+    started = restarts()
+    if started and started[0]:  # every rank says so, in its own log
+        logging.getLogger("train").warning(f"torchrun restart {started[0]} of {started[1]}: the job starts again")
     metric = None
     try:
         metric = search.check_metric(cfg)

@@ -24,6 +24,7 @@ from alexnet.errors import ConfigError
 from alexnet.exit_codes import ExitCode
 from alexnet.launch.run_id import run_name
 from alexnet.paths import RunDir
+from alexnet.torchrun import check_own_store, restarts
 
 log = logging.getLogger(__name__)
 MULTIRUN_RECORD = "multirun.yaml"  # what Hydra's sweeper writes into the sweep folder
@@ -135,17 +136,28 @@ class RunFolders(Callback):
         key = "hydra.run.dir"
         folder = check_folder(config, key)
         if folder is not None:
+            check_restarts(config, folder)
             folder_reuse.check_run(config, key, folder, reuse_marks(config), records(config), logs=run_name() is None)
 
     @staticmethod
     def check_sweep(config: DictConfig) -> None:
         key = "hydra.sweep.dir"
         folder = check_folder(config, key)
+        if folder is not None:
+            check_restarts(config, folder)
         if folder is not None and not adds_job_folders(config):
             sweep_record = MULTIRUN_RECORD if records(config) else None
             folder_reuse.check_sweep(
                 config, key, folder, reuse_marks(config), sweep_record, records(config), logs=run_name() is None
             )
+
+
+def check_restarts(config: DictConfig, folder: Path) -> None:
+    """torchrun --max-restarts: every start of the group must be able to connect and to continue the run."""
+    check_own_store()
+    started = restarts()
+    if started is not None:
+        folder_reuse.check_restartable(config, folder, started[1])
 
 
 def adds_job_folders(config: DictConfig) -> bool:
