@@ -30,7 +30,7 @@ format: install
 
 # Two workers (pytest-xdist), a test file each at a time (tests/conftest.py: the units and their order).
 test: lint
-	$(BIN)/python -m pytest -q -n 2 --dist loadgroup --durations=15 $(ARGS)
+	$(BIN)/python -m pytest -q -n 2 --dist loadfile --durations=15 $(ARGS)
 
 test-fast: lint
 	$(BIN)/python -m pytest -q -m "not slow" $(ARGS)

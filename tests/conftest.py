@@ -265,18 +265,11 @@ def shared_data() -> Path:
     return SHARED_DATA
 
 
-# `make test` runs two workers (pytest-xdist, --dist loadgroup): a test file is one unit, so its
-# module-scoped runs are made once; the files that share the session's runs (cli_run, sweep) are
-# one unit together. Units holding a slow test go first, so the longest runs overlap the rest of
-# the suite instead of running last, alone.
-SESSION_RUNS = ("cli_run", "sweep")
-
-
-@pytest.hookimpl(tryfirst=True)  # before xdist's own hook reads the groups
+# `make test` runs two workers (pytest-xdist, --dist loadfile): a test file is one unit, so its
+# module-scoped runs are made once (the session's runs, cli_run and sweep, once per worker that
+# needs them). Files holding a slow test go first, so the longest runs overlap the rest of the
+# suite instead of running last, alone. (--dist loadgroup would also keep the session's runs on
+# one worker, but with pytest 9.2 it silently stops grouping: pytest-dev/pytest-xdist#1386.)
 def pytest_collection_modifyitems(items):
-    shared = {item.module.__name__ for item in items if set(SESSION_RUNS) & set(item.fixturenames)}
-    unit = {item: "session-runs" if item.module.__name__ in shared else item.module.__name__ for item in items}
-    slow_units = {unit[item] for item in items if item.get_closest_marker("slow")}
-    for item in items:
-        item.add_marker(pytest.mark.xdist_group(unit[item]))
-    items.sort(key=lambda item: unit[item] not in slow_units)  # stable: the file order stays within each
+    slow_files = {item.path for item in items if item.get_closest_marker("slow")}
+    items.sort(key=lambda item: item.path not in slow_files)  # stable: the file order stays within each
