@@ -1,6 +1,7 @@
 """Files that are no images, alike in every split and every command: an empty file, a truncated
 JPEG and a text file named .JPEG. Training and the statistics pass skip and count them (up to
-data.max_bad_images), validation and test stop naming the file, prepare lists them."""
+data.max_bad_images), validation and test refuse the run at its start naming the file (the loader
+too, for a file spoiled since), prepare lists them."""
 
 import io
 import re
@@ -11,10 +12,11 @@ import pytest
 from builders import data_module
 from longrun import train_here
 
-from alexnet.data import synthetic
+from alexnet.data import readable, synthetic
 from alexnet.data.batches import image_memory
 from alexnet.data.decode import UnreadableImage, decode, decode_into
 from alexnet.data.unreadable import TooManyUnreadableImages
+from alexnet.errors import ConfigError
 
 KINDS = ("empty", "truncated", "text")
 REASONS = {"empty": "empty file", "truncated": "truncated", "text": "cannot identify image file"}
@@ -67,8 +69,18 @@ def test_training_skips_each_kind_and_names_it(tmp_path):
 
 @pytest.mark.parametrize("split", ["val", "test"])
 @pytest.mark.parametrize("kind", KINDS)
-def test_validation_and_test_refuse_naming_the_file(tmp_path, split, kind):
-    dm = module(folder(tmp_path, {split: [kind]}), mean="none", pca_lighting=False)
+def test_validation_and_test_refuse_naming_the_file(tmp_path, split, kind, monkeypatch):
+    root = folder(tmp_path, {split: [kind]})
+    # At the start of the run: before any training step, in one line naming the file and its split.
+    with pytest.raises(ConfigError) as refused:
+        module(root, mean="none", pca_lighting=False).setup("fit")
+    message = str(refused.value)
+    assert message.startswith(f"data.root: {root}/{split}/n00000001/{kind}.JPEG: ") and REASONS[kind] in message, message
+    assert message.endswith(f"(an image of the '{split}' split, which is never skipped: fix or remove it)")
+    assert "\n" not in message
+    # And by the loader itself, for a file spoiled after that check.
+    monkeypatch.setattr(readable, "check_evaluation_splits", lambda *args: [])
+    dm = module(root, mean="none", pca_lighting=False)
     dm.setup("fit")
     with pytest.raises(UnreadableImage, match=f"{split}/n00000001/{kind}.JPEG: .*{REASONS[kind]}"):
         list(dm.val_dataloader() if split == "val" else dm.test_dataloader())
@@ -108,7 +120,7 @@ def test_prepare_lists_every_kind_in_every_split_and_its_rerun_completes(tmp_pat
     assert done and done[1] == done[2] and "6 unreadable images left out" in again, again  # nothing redone
 
 
-def test_training_skips_them_and_stops_on_one_in_validation(tmp_path, caplog):
+def test_training_skips_them_and_one_in_validation_is_refused_before_training(tmp_path, caplog):
     common = [
         "data=imagefolder",
         "data.resize=76",
@@ -126,6 +138,10 @@ def test_training_skips_them_and_stops_on_one_in_validation(tmp_path, caplog):
         train_here(tmp_path / "run", *common, f"data.root={root}")
     assert "the statistics pass: skipped 3 unreadable training images" in caplog.text
     assert "epoch 0: skipped 3 unreadable training images (data.max_bad_images=100)" in caplog.text
-    root = folder(tmp_path / "refused", {"val": ["empty"]})
-    with pytest.raises(UnreadableImage, match=re.escape(f"{root}/val/n00000001/empty.JPEG: empty file (0 bytes)")):
+    assert "data check: decoded 4 'val' images in " in caplog.text
+    caplog.clear()
+    root = folder(tmp_path / "refused", {"train": ["text"], "val": ["empty"]})
+    bad = re.escape(f"data.root: {root}/val/n00000001/empty.JPEG: empty file (0 bytes) (an image of the 'val' split")
+    with caplog.at_level("INFO"), pytest.raises(ConfigError, match=f"^{bad}[^\n]*$"):
         train_here(tmp_path / "refused-run", *common, f"data.root={root}")
+    assert "unreadable training image" not in caplog.text  # refused before the statistics pass read a training image

@@ -12,8 +12,8 @@ from longrun import train_here
 
 from alexnet.data import ImageFolderDataModule
 from alexnet.data.augment import IMAGENET_EIGVEC, BatchAugment, crop_offsets
-from alexnet.data.decode import UnreadableImage
 from alexnet.data.unreadable import TooManyUnreadableImages
+from alexnet.errors import ConfigError
 
 RESIZE, CROP = 76, 67
 
@@ -134,12 +134,11 @@ def raw_folder(root: Path, per_class: int, bad_split: str | None) -> Path:
     return root
 
 
-def test_an_unreadable_validation_image_stops_the_run_naming_the_file(imagenette, tmp_path):
+def test_an_unreadable_validation_image_refuses_the_run_at_its_start_naming_the_file(imagenette, tmp_path):
     root = raw_folder(tmp_path / "data", per_class=2, bad_split="val")
     dm = data_module(root, num_classes=10, resize=RESIZE, crop_size=CROP, num_workers=0, batch_size=64, stats_images=0)
-    dm.setup("fit")
-    with pytest.raises(UnreadableImage, match="truncated.JPEG"):
-        next(iter(dm.val_dataloader()))
+    with pytest.raises(ConfigError, match=r"^data.root: .*/val/n\d+/truncated.JPEG: .*\(an image of the 'val' split"):
+        dm.setup("fit")
 
 
 def test_an_unreadable_training_image_is_skipped_counted_and_limited(imagenette, tmp_path, caplog):

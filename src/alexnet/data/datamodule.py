@@ -16,7 +16,7 @@ import torch
 from lightning.pytorch.utilities import rank_zero_only
 from torch.utils.data import DataLoader
 
-from alexnet.data import check, fingerprint, synthetic
+from alexnet.data import check, fingerprint, readable, synthetic
 from alexnet.data.augment import IMAGENET_EIGVAL, IMAGENET_EIGVEC, BatchAugment, MeanMode, check_crops
 from alexnet.data.batches import collate
 from alexnet.data.datasets import EncodedRecords, ImageRecords, SkipUnreadable
@@ -188,6 +188,11 @@ class ImageFolderDataModule(L.LightningDataModule):
         self.resolve_num_classes()
         if self.source.kind == "folder" and rank_zero_only.rank == 0:
             self.check_folders()
+        if self.source.kind == "folder":
+            # On every rank, each deciding alone: an unreadable file refuses the run on all of them,
+            # no rank left waiting for another; the cache makes all but the first run's check cheap.
+            threads = self.num_workers or os.cpu_count() or 1
+            readable.check_evaluation_splits(self.source, [self.splits["val"], self.splits["test"]], self.resize, threads)
         self.augment = self.build_augment()
 
     def check_folders(self) -> None:

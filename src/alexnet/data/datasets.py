@@ -2,7 +2,8 @@
 wrapper that skips what does not decode.
 
 Validation and test never skip: an unreadable image there stops the run naming the file (the
-error rates must be over the whole split). Training skips it and its name travels with the
+error rates must be over the whole split); on a folder layout ``readable`` has decoded them all
+before the first training step. Training skips it and its name travels with the
 batch, to be counted in the main process (``unreadable``).
 """
 
