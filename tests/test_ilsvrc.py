@@ -188,6 +188,9 @@ def test_datamodule_reads_the_archives_through_the_papers_preprocessing(archives
     dm.setup("fit")
     assert dm.source.kind == "archives"
     assert dm.class_names()[:2] == ["tench", "goldfish"]
+    # Every val image was decoded before any training step, keyed by the val tar (alexnet.data.readable).
+    (decoded,) = tmp_path.rglob(".decoded_ok_val.tsv")
+    assert len(decoded.read_text().splitlines()) == 1 + len(truth["val_order"])
     x, y = dm.datasets["val"][0]
     assert x.shape == (3, 64, 64) and x.dtype == torch.uint8
     assert truth["wnids"][y] == truth["val_order"][0]

@@ -23,6 +23,7 @@ from alexnet.data import prepare as prepare_command
 from alexnet.data.datasets import ImageRecords
 from alexnet.data.decode import describe
 from alexnet.data.store import StoreSource
+from alexnet.errors import ConfigError
 
 SHARDS = 20  # 100 train + 100 val images, 10 per shard
 
@@ -171,7 +172,9 @@ def test_training_reads_the_store_when_it_exists_else_the_raw_layout(prepared, t
     assert dm.source.kind == "store" and len(dm.datasets["val"]) == 99
     assert "1 'val' images were unreadable at prepare time" in caplog.text  # said, not silent
     raw = data_module(store=str(tmp_path / "no-store-here"), **common)
-    raw.setup("fit")
+    # The raw archives hold the truncated val image the store left out: refused before any training step.
+    with pytest.raises(ConfigError, match=r"ILSVRC2012_img_val\.tar \[.*\]: .*truncated.* the 'val' split"):
+        raw.setup("fit")
     assert raw.source.kind == "archives" and len(raw.datasets["val"]) == 100
     with pytest.raises(ValueError, match="data.resize is 128 but the store .* holds 256px images"):
         data_module(**{**common, "resize": 128, "crop_size": 112}, store=str(prepared["out"])).setup("fit")

@@ -188,11 +188,12 @@ class ImageFolderDataModule(L.LightningDataModule):
         self.resolve_num_classes()
         if self.source.kind == "folder" and rank_zero_only.rank == 0:
             self.check_folders()
-        if self.source.kind == "folder":
+        if self.source.kind in ("folder", "archives"):  # a store's images were decoded by prepare
             # On every rank, each deciding alone: an unreadable file refuses the run on all of them,
             # no rank left waiting for another; the cache makes all but the first run's check cheap.
             threads = self.num_workers or os.cpu_count() or 1
-            readable.check_evaluation_splits(self.source, [self.splits["val"], self.splits["test"]], self.resize, threads)
+            splits, report = [self.splits["val"], self.splits["test"]], rank_zero_only.rank == 0
+            readable.check_evaluation_splits(self.source, splits, self.resize, threads, report)
         self.augment = self.build_augment()
 
     def check_folders(self) -> None:

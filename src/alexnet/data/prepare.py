@@ -168,6 +168,10 @@ def run_pool(pending: list[dict], workers: int, console: Console) -> None:
             for result in results:
                 progress.advance(bar, result["done"])
     finally:
+        # A second Ctrl+C or SIGTERM while the workers are ended (each worker of a process group
+        # gets one too) must not cut this cleanup short: the stop is under way already.
+        for signum in STOP_SIGNALS:
+            signal.signal(signum, signal.SIG_IGN)
         if pool:
             pool.close()
         for signum, handler in handlers.items():

@@ -6,14 +6,14 @@ Found by the validation loop, it would have cost a whole training epoch first; f
 costs the decode of the split, once. The decode is the loaders' own (``ImageRecords.decode_into``,
 ``alexnet.data.decode``), in a thread pool (libjpeg-turbo and Pillow release the GIL).
 
-Which files decoded is cached per split beside the content digests (``CacheFolder``,
-``.decoded_ok_<split>.tsv``), keyed by the file's path, size and modification time, and by the
-decoders' versions (its header): a rerun decodes only new or changed files. A file that fails is
+Which images decoded is cached per split beside the content digests (``CacheFolder``,
+``.decoded_ok_<split>.tsv``), keyed by the image's id and the size and modification time of the
+file holding it (its own file in a folder layout, the split's tar for the ILSVRC archives), and by
+the decoders' versions (its header): a rerun decodes only new or changed images. One that fails is
 never cached: it is decoded again on the next run, until it is fixed or removed.
 
-Folder layouts only. A prepared store's images were all decoded by ``prepare``, which left out the
-unreadable ones; the ILSVRC archives' val images are byte ranges of one tar, not files to key a
-cache by, and are still refused by the validation loop.
+Folder layouts and the ILSVRC archives. A prepared store's images were all decoded by ``prepare``,
+which left out the unreadable ones.
 """
 
 import logging
@@ -32,7 +32,7 @@ from alexnet.data.batches import image_memory
 from alexnet.data.cache import CacheFolder
 from alexnet.data.datasets import ImageRecords
 from alexnet.data.decode import MAX_PIXELS, UnreadableImage
-from alexnet.data.sources import FolderSource
+from alexnet.data.sources import ArchiveSource, FolderSource
 from alexnet.errors import ConfigError
 
 log = logging.getLogger(__name__)
@@ -72,14 +72,15 @@ def load(cache: CacheFolder, split: str) -> dict[str, tuple[int, int]]:
     return {}
 
 
-def check_split(source: FolderSource, split: str, resize: int, threads: int) -> Checked:
+def check_split(source: FolderSource | ArchiveSource, split: str, resize: int, threads: int) -> Checked:
     """Decodes every image of ``split`` not decoded before; ``ConfigError`` naming the first that
     does not decode (all of them are decoded first, the first ``LOGGED`` logged by name)."""
     start = time.perf_counter()
     dataset = ImageRecords(source.records(split), resize)
-    ids, files = dataset.records.ids, dataset.records.files
+    ids, records = dataset.records.ids, dataset.records
     cached, passed, todo, failed = load(source.cache, split), {}, [], []
-    for i, (rel, path) in enumerate(zip(ids, files)):
+    for i, rel in enumerate(ids):
+        path = records.files[records.file_of[i]]
         try:
             st = os.stat(path)
         except OSError as err:  # a broken link: the validation loop could not read it either
@@ -140,23 +141,24 @@ def decoded(dataset: ImageRecords, todo: list, split: str, threads: int, start: 
                 shown = now
 
 
-def check_evaluation_splits(source: FolderSource, splits: list[str], resize: int, threads: int) -> list[Checked]:
-    """``check_split`` on each of ``splits`` (val, test: once when they are one), its cost logged."""
-    found = []
-    for split in dict.fromkeys(splits):
-        checked = check_split(source, split, resize, threads)
+def check_evaluation_splits(
+    source: FolderSource | ArchiveSource, splits: list[str], resize: int, threads: int, report: bool
+) -> list[Checked]:
+    """``check_split`` on each of ``splits`` (val, test: once when they are one), its cost logged
+    where ``report`` (rank zero: every rank checks, one says so)."""
+    found = [check_split(source, split, resize, threads) for split in dict.fromkeys(splits)]
+    for checked in found if report else []:
         if checked.decoded:
             unchanged = checked.images - checked.decoded
             earlier = f", {unchanged} unchanged since an earlier run" if unchanged else ""
             log.info(
                 "data check: decoded %d '%s' images in %.1f s%s (cached for the next run)",
                 checked.decoded,
-                split,
+                checked.split,
                 checked.seconds,
                 earlier,
             )
         else:
-            seconds = checked.seconds
-            log.info("data check: the %d '%s' images all decoded on an earlier run (%.2f s)", checked.images, split, seconds)
-        found.append(checked)
+            images, split, seconds = checked.images, checked.split, checked.seconds
+            log.info("data check: the %d '%s' images all decoded on an earlier run (%.2f s)", images, split, seconds)
     return found
