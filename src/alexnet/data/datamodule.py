@@ -186,9 +186,12 @@ class ImageFolderDataModule(L.LightningDataModule):
                     f"'{self.splits['train']}' split: {class_difference(self.classes, self.datasets[name].classes)}"
                 )
         self.resolve_num_classes()
-        if self.source.kind == "folder" and rank_zero_only.rank == 0:
+        # Training's start only: eval.py and predict.py set up a run's data to test or preprocess,
+        # where decoding the whole split first (predict: for one photo) would be work done twice.
+        training = stage in (None, "fit")
+        if training and self.source.kind == "folder" and rank_zero_only.rank == 0:
             self.check_folders()
-        if self.source.kind in ("folder", "archives"):  # a store's images were decoded by prepare
+        if training and self.source.kind in ("folder", "archives"):  # a store's images were decoded by prepare
             # On every rank, each deciding alone: an unreadable file refuses the run on all of them,
             # no rank left waiting for another; the cache makes all but the first run's check cheap.
             threads = self.num_workers or os.cpu_count() or 1

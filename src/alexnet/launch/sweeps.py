@@ -143,9 +143,10 @@ class RunFolders(Callback):
     def check_sweep(config: DictConfig) -> None:
         key = "hydra.sweep.dir"
         folder = check_folder(config, key)
-        if folder is not None:
-            check_restarts(config, folder)
-        if folder is not None and not adds_job_folders(config):
+        if folder is None:
+            return
+        check_restarts(config, folder)
+        if not adds_job_folders(config):
             sweep_record = MULTIRUN_RECORD if records(config) else None
             folder_reuse.check_sweep(
                 config, key, folder, reuse_marks(config), sweep_record, records(config), logs=run_name() is None
