@@ -147,7 +147,9 @@ class RunFolders(Callback):
             return
         check_restarts(config, folder)
         if not adds_job_folders(config):
-            sweep_record = MULTIRUN_RECORD if records(config) else None
+            # Hydra's launcher writes multirun.yaml in every process, so under torchrun another rank
+            # of this same job may have written it already: there only the jobs' folders show a run.
+            sweep_record = MULTIRUN_RECORD if records(config) and run_name() is None else None
             folder_reuse.check_sweep(
                 config, key, folder, reuse_marks(config), sweep_record, records(config), logs=run_name() is None
             )
