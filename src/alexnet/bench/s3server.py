@@ -53,7 +53,7 @@ def storage_options(endpoint: str) -> dict:
     return {
         "key": CREDENTIALS["AWS_ACCESS_KEY_ID"],
         "secret": CREDENTIALS["AWS_SECRET_ACCESS_KEY"],
-        "client_kwargs": {"endpoint_url": endpoint, "region_name": CREDENTIALS["AWS_DEFAULT_REGION"]},
+        "client_kwargs": {"endpoint_url": endpoint},
     }
 
 
