@@ -278,6 +278,9 @@ def test_prepare_to_a_missing_bucket_is_one_line_before_any_work(server, tmp_pat
     with pytest.raises(SystemExit) as done:
         prepare_module.main([*argv[:-1], "{not json"])
     assert done.value.code == 2 and capsys.readouterr().err.startswith("config error: prepare --storage-options: not JSON")
+    with pytest.raises(SystemExit) as done:
+        prepare_module.main([str(server["root"]), str(tmp_path / "folder"), "--staging", str(tmp_path / "staging")])
+    assert done.value.code == 2 and "--storage-options and --staging are for a URL" in capsys.readouterr().err
 
 
 def test_prepare_to_s3_stopped_by_sigterm_keeps_the_uploaded_shards(server, tmp_path, monkeypatch, capsys):

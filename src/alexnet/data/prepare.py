@@ -311,13 +311,13 @@ def prepare(
     shards pass through ``staging``, a temporary folder when None)."""
     src = Path(src)
     console = console or Console()
-    url = UrlOut(out, storage_options or {}, staging) if is_url(out) else None
-    if url is None and (storage_options or staging):
+    dest = UrlOut(out, storage_options or {}, staging) if is_url(out) else None
+    if dest is None and (storage_options or staging):
         raise ConfigError(f"prepare OUT: {out} is a folder: --storage-options and --staging are for a URL")
-    listing = url.listing() if url else {}  # before any work: a missing bucket or a refusal is said now
-    out = Path(out) if url is None else None
+    listing = dest.listing() if dest else {}  # before any work: a missing bucket or a refusal is said now
+    out = Path(out) if dest is None else None
     # A URL's source caches (the archives' member indexes) go to the per-user folder named after it.
-    source = open_source(src, cache_dir=out / ".cache" if url is None else local_folder(url.url, None) / "source")
+    source = open_source(src, cache_dir=out / ".cache" if dest is None else local_folder(dest.url, None) / "source")
     if source.kind == "store":
         raise ConfigError(f"{src} is already a prepared store")
     splits = splits or source.splits()
@@ -332,37 +332,37 @@ def prepare(
     shards = [
         dict(s, resize=resize, quality=quality)
         for split in splits
-        for s in plan_split(split, records[split], out or url.staging, shard_size, seed)
+        for s in plan_split(split, records[split], out or dest.staging, shard_size, seed)
     ]
     options = {"resize": resize, "quality": quality, "shard_size": shard_size, "seed": seed, "splits": splits}
-    if url is None:
+    if dest is None:
         check_plan(out, fingerprint(shards, options), src)
         for split in splits:
             (out / split).mkdir(parents=True, exist_ok=True)
         remove_leftovers(out, splits)
         pending = [s for s in shards if not Path(s["tar"]).with_suffix(".json").exists()]
     else:
-        url.check_plan(PLAN, fingerprint(shards, options, url.url), src, listing)
-        uploaded = url.done(shards, listing)
-        pending = [dict(s, upload=url.remote) for s in shards if s["rel"] not in uploaded]
+        dest.check_plan(PLAN, fingerprint(shards, options, dest.url), src, listing)
+        uploaded = dest.done(shards, listing)
+        pending = [dict(s, upload=dest.remote) for s in shards if s["rel"] not in uploaded]
     console.print(
         f"{src} ({source.kind}): {sum(len(r) for r in records.values())} images in {', '.join(splits)}; "
         f"{len(shards) - len(pending)} of {len(shards)} shards already done"
     )
     planned = {split: len(r) for split, r in records.items()}
-    if url is None:
+    if dest is None:
         run_pool(pending, workers or os.cpu_count() or 1, console)
         summary = verify_store(out, splits, planned, classes, shard_size)
         write_manifest(out, splits, summary)
     else:
-        url.make_staging(splits)
+        dest.make_staging(splits)
         try:
             results = run_pool(pending, workers or os.cpu_count() or 1, console)
         finally:
-            url.clear_staging(splits)
+            dest.clear_staging(splits)
         markers = {**uploaded, **{r["rel"]: r["marker"] for r in results}}
-        summary = url.verify(splits, planned, classes, shard_size, markers)
-        url.write_text(MANIFEST, manifest_text(splits, summary))
+        summary = dest.verify(splits, planned, classes, shard_size, markers)
+        dest.write_text(MANIFEST, manifest_text(splits, summary))
     index = {
         "format": FORMAT,
         "version": VERSION,
@@ -378,10 +378,10 @@ def prepare(
         },
     }
     # last: its presence means complete and verified
-    if url is None:
+    if dest is None:
         write_json(out / INDEX, index)
     else:
-        url.write_text(INDEX, json.dumps(index))
+        dest.write_text(INDEX, json.dumps(index))
     return index
 
 
