@@ -153,3 +153,30 @@ def test_end_to_end_row_from_a_small_store_in_both_decode_modes(tmp_path):
         assert row["name"] == f"end to end from {tmp_path / 'store'} (0 workers, {said})", row
         assert math.isfinite(row["images_per_s"]) and row["images_per_s"] > 0, row
         assert row["hours_90_epochs"] == pytest.approx(90 * end_to_end.IMAGENET_TRAIN_IMAGES / row["images_per_s"] / 3600)
+
+
+def test_loader_from_the_store_vs_from_s3_on_loopback_gives_both_rows(tmp_path, monkeypatch, capsys):
+    """`python -m alexnet.bench.data --s3`, one round of one epoch: both rows measured and printed,
+    every S3 round fetching every shard (a cold cache), the local one none."""
+    pytest.importorskip("moto")
+    import tempfile
+
+    from alexnet.bench import data as data_bench
+    from alexnet.data import synthetic
+    from alexnet.data.prepare import prepare
+
+    synthetic.generate(tmp_path / "raw", train_per_class=2, val_per_class=0, image_size=80, seed=0)
+    prepare(tmp_path / "raw", tmp_path / "store", splits=["train"], workers=1, resize=76, shard_size=4)  # 5 shards
+    monkeypatch.setenv("COLUMNS", "250")  # rich's table, unwrapped
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))  # the bench's caches, where the test can see them
+    argv = ["--images", str(tmp_path / "raw"), "--store", str(tmp_path / "store"), "--s3", "--rounds", "1"]
+    local, s3, ratio = data_bench.main([*argv, "--batch-size", "8"])["s3"]  # 2 batches an epoch
+    for row in (local, s3):
+        assert math.isfinite(row["images_per_s"]) and row["images_per_s"] > 0 and row["wall_images_per_s"] > 0, row
+        assert row["range"] == (row["images_per_s"], row["images_per_s"])  # one round
+    assert s3["shards_fetched"] == [5] and local["shards_fetched"] == [0]
+    assert ratio["cpu_ratio"] > 0 and "16 images a round" in ratio["value"]
+    printed = " ".join(capsys.readouterr().out.split())
+    assert "data.store=s3:// on 127.0.0.1" in printed and "not a cloud number" in printed
+    assert f"{s3['images_per_s']:,.1f}" in printed and f"{local['images_per_s']:,.1f}" in printed
+    assert not list(tmp_path.glob("alexnet-bench-s3-*"))

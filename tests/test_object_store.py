@@ -1,12 +1,10 @@
 """data.store=s3://...: a prepared store streamed from object storage (alexnet.data.remote).
 
-The S3 server is moto's standalone server, started as a process on a free port and stopped by
-its PID; dummy credentials come from the environment, as botocore reads real ones. A real
+The S3 server is moto's standalone server (alexnet.bench.s3server), started as a process on a free
+port and stopped by its PID; dummy credentials come from the environment, as botocore reads real ones. A real
 cloud bucket is not tested."""
 
 import json
-import os
-import socket
 import subprocess
 import sys
 import time
@@ -17,6 +15,8 @@ import torch
 from builders import data_module
 from conftest import fixture_dir, train_in_process
 
+from alexnet.bench.s3server import CREDENTIALS, free_port, stop
+from alexnet.bench.s3server import start as start_moto
 from alexnet.data.remote import Remote, ShardCache
 from alexnet.errors import ConfigError, RunStopped, StoreUnreachable
 
@@ -24,37 +24,7 @@ pytest.importorskip("s3fs")
 pytest.importorskip("moto")
 
 BUCKET = "alexnet-test"
-CREDENTIALS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1"}
 SPEC = {"train_per_class": 3, "val_per_class": 2}  # 30 + 20 images; 4 per shard: 8 + 5 shards
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def start_moto(port: int) -> subprocess.Popen:
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "moto.server", "-p", str(port), "-H", "127.0.0.1"],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    deadline = time.time() + 30
-    while True:
-        try:
-            urllib.request.urlopen(f"http://127.0.0.1:{port}/moto-api/", timeout=1)
-            return proc
-        except OSError:
-            if proc.poll() is not None or time.time() > deadline:
-                proc.kill()
-                raise RuntimeError(f"moto server did not start on port {port}") from None
-            time.sleep(0.1)
-
-
-def stop(proc: subprocess.Popen) -> None:
-    os.kill(proc.pid, 15)
-    proc.wait(timeout=10)
 
 
 @pytest.fixture(scope="module")
@@ -233,3 +203,113 @@ def test_a_store_served_over_plain_http_reads_as_the_local_one(server, tmp_path)
         assert torch.equal(dm.datasets["val"][7][0], local.datasets["val"][7][0])
     finally:
         stop(proc)
+
+
+def prepare_to(server, url: str, staging, **args) -> str:
+    """``prepare`` of the module's synthetic set into URL as the module's local store was prepared; what it printed."""
+    import io
+
+    from rich.console import Console
+
+    from alexnet.data.prepare import prepare
+
+    printed = io.StringIO()
+    console = Console(file=printed, width=200)
+    options = dict(workers=1, resize=76, shard_size=4, console=console, storage_options=options_of(server), staging=staging)
+    prepare(server["root"], url, **{**options, **args})
+    return printed.getvalue()
+
+
+def options_of(server) -> dict:
+    return options(server)
+
+
+def objects(server, prefix: str) -> dict[str, bytes]:
+    import s3fs
+
+    fs = s3fs.S3FileSystem(client_kwargs={"endpoint_url": server["endpoint"]}, skip_instance_cache=True)
+    return {name.split(f"{prefix}/", 1)[1]: fs.cat_file(name) for name in fs.find(f"{BUCKET}/{prefix}")}
+
+
+def test_prepare_writes_the_store_to_s3_through_an_emptied_staging_folder_and_resumes(server, tmp_path):
+    staging = tmp_path / "staging"
+    printed = prepare_to(server, f"s3://{BUCKET}/prepared", staging, workers=2)  # the uploads in the forked workers
+    assert "0 of 13 shards already done" in printed
+    assert staging.is_dir() and not any(staging.iterdir())  # each shard deleted once uploaded; the folders made for them too
+    local = server["store"]
+    uploaded = objects(server, "prepared")
+    files = sorted(str(p.relative_to(local)) for p in local.rglob("*") if p.is_file() and ".cache" not in p.parts)
+    assert sorted(uploaded) == files and len(files) == 2 * 13 + 3  # shards, markers, index, manifest, plan
+    for name in files:  # the same bytes as the local prepare's, index.json included (not the plan: it names OUT)
+        assert name == "prepare.json" or uploaded[name] == (local / name).read_bytes(), name
+    s3 = module(server, f"s3://{BUCKET}/prepared", cache_dir=str(tmp_path / "cache"), mean="none")
+    disk = module(server, str(local), cache_dir=str(tmp_path / "local-cache"), mean="none")
+    s3.setup("fit"), disk.setup("fit")
+    for split in ("train", "val"):
+        a, b = s3.datasets[split].records, disk.datasets[split].records
+        assert len(a) == SPEC[f"{split}_per_class"] * 10 and a.ids == b.ids and a.labels.tolist() == b.labels.tolist()
+        assert torch.equal(s3.datasets[split][3][0], disk.datasets[split][3][0])
+
+    rerun = prepare_to(server, f"s3://{BUCKET}/prepared", staging)
+    assert "13 of 13 shards already done" in rerun and objects(server, "prepared") == uploaded  # nothing uploaded again
+    import s3fs
+
+    fs = s3fs.S3FileSystem(client_kwargs={"endpoint_url": server["endpoint"]}, skip_instance_cache=True)
+    fs.rm(f"{BUCKET}/prepared/train/shard-000002.tar")  # gone
+    fs.pipe(f"{BUCKET}/prepared/val/shard-000001.tar", uploaded["val/shard-000001.tar"][:1000])  # cut short
+    again = prepare_to(server, f"s3://{BUCKET}/prepared", None)  # a temporary staging folder
+    assert "11 of 13 shards already done" in again and objects(server, "prepared") == uploaded
+
+
+def test_prepare_to_a_missing_bucket_is_one_line_before_any_work(server, tmp_path, monkeypatch, capsys):
+    from alexnet.data import prepare as prepare_module
+
+    def no_work(*args, **kwargs):
+        raise AssertionError("the source was opened before the URL was checked")
+
+    monkeypatch.setattr(prepare_module, "open_source", no_work)
+    argv = [str(server["root"]), "s3://no-such-bucket/store", "--storage-options", json.dumps(options(server))]
+    with pytest.raises(SystemExit) as done:
+        prepare_module.main([*argv, "--staging", str(tmp_path / "staging")])
+    assert done.value.code == 2
+    err = capsys.readouterr().err
+    assert err.startswith("config error: prepare OUT: s3://no-such-bucket/store: ") and err.count("\n") == 1
+    assert "bucket does not exist" in err and not (tmp_path / "staging").exists()
+    with pytest.raises(SystemExit) as done:
+        prepare_module.main([*argv[:-1], "{not json"])
+    assert done.value.code == 2 and capsys.readouterr().err.startswith("config error: prepare --storage-options: not JSON")
+    with pytest.raises(SystemExit) as done:
+        prepare_module.main([str(server["root"]), str(tmp_path / "folder"), "--staging", str(tmp_path / "staging")])
+    assert done.value.code == 2 and "--storage-options and --staging are for a URL" in capsys.readouterr().err
+
+
+def test_prepare_to_s3_stopped_by_sigterm_keeps_the_uploaded_shards(server, tmp_path, monkeypatch, capsys):
+    import os
+    import signal
+
+    from alexnet.data import prepare as prepare_module
+
+    write, written = prepare_module.write_shard, []
+
+    def stopped_after_two(task):
+        if len(written) == 2:
+            os.kill(os.getpid(), signal.SIGTERM)  # the handler prepare installed raises here
+        written.append(write(task))
+        return written[-1]
+
+    monkeypatch.setattr(prepare_module, "write_shard", stopped_after_two)
+    argv = [str(server["root"]), f"s3://{BUCKET}/stopped", "--storage-options", json.dumps(options(server))]
+    argv += ["--workers", "1", "--resize", "76", "--shard-size", "4", "--staging", str(tmp_path / "staging")]
+    with pytest.raises(SystemExit) as done:
+        prepare_module.main(argv)
+    assert done.value.code == 143 and "stopped by SIGTERM" in capsys.readouterr().out
+    kept = objects(server, "stopped")
+    assert sorted(kept) == ["prepare.json", "train/shard-000000.json", "train/shard-000000.tar"] + [
+        "train/shard-000001.json",
+        "train/shard-000001.tar",
+    ]  # no index.json: not yet a store
+    assert not any((tmp_path / "staging").iterdir())
+    monkeypatch.setattr(prepare_module, "write_shard", write)
+    prepare_module.main(argv)
+    assert "2 of 13 shards already done" in " ".join(capsys.readouterr().out.split())
+    assert objects(server, "stopped")["index.json"] == (server["store"] / "index.json").read_bytes()

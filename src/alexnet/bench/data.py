@@ -9,6 +9,9 @@
 Both deliver float batches of the same shape, one process, one thread, no loader workers:
 images per CPU-second of the process is images/s per core. Rounds alternate between the two
 and the median round is reported.
+
+``--s3`` measures instead the training loader from the store in a folder vs from the same store
+on an S3 server on 127.0.0.1 (``alexnet.bench.object_store``).
 """
 
 # ruff: noqa: E402 (the imports follow the process tuning)
@@ -29,6 +32,8 @@ from rich.console import Console
 from rich.table import Table
 from torch.utils.data import DataLoader
 
+from alexnet.bench import object_store
+from alexnet.bench.report import print_rows
 from alexnet.data.augment import IMAGENET_EIGVAL, IMAGENET_EIGVEC, BatchAugment
 from alexnet.data.batches import collate
 from alexnet.data.datasets import ImageRecords
@@ -120,10 +125,20 @@ def main(argv: list[str] | None = None) -> dict:
     )
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--batches", type=int, default=2, help="batches per round and pipeline")
+    parser.add_argument(
+        "--s3",
+        action="store_true",
+        help="instead: the training loader from the store's folder vs from an S3 server started on 127.0.0.1, "
+        "a round an epoch (--rounds, --batch-size)",
+    )
     args = parser.parse_args(argv)
     console = Console()
     folder, split = image_folder(args.images)
     store, store_split = ensure_store(args.images, split, args.store, console)
+    if args.s3:
+        rows = object_store.run(store, store_split, args.rounds, args.batch_size)
+        print_rows(object_store.title(args.rounds, args.batch_size), rows)
+        return {"s3": rows}
 
     torch.set_num_threads(1)  # one core: no intra-op threads, no loader workers
     pipelines = {

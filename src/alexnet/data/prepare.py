@@ -7,6 +7,10 @@ first frame of an animation, ...), its shorter side rescaled to 256 and its cent
 paper's own down-sampling, done once instead of every epoch) stored as a JPEG in WebDataset
 tar shards (see ``alexnet.data.store``).
 
+OUT may be a URL (``s3://bucket/prefix``, any fsspec URL; ``--storage-options`` as
+``data.storage_options``): each shard is uploaded as it completes, through a local staging folder
+that holds at most one shard per worker, and ``index.json`` last (``alexnet.data.upload``).
+
 Resumable: a shard is written under a temporary name, renamed when complete, and only then
 gets its ``.json`` done marker; a rerun skips the marked shards and rewrites the others, so
 an interruption never duplicates or corrupts (Ctrl+C or SIGTERM: one line, exit 130 / 143,
@@ -44,10 +48,12 @@ from torchvision.io import encode_jpeg
 from alexnet.data import fingerprint as files_fingerprint
 from alexnet.data.decode import UnreadableImage, decode, describe
 from alexnet.data.records import ByteReader, Records
+from alexnet.data.remote import is_url, local_folder
 from alexnet.data.sources import class_difference, open_source
 from alexnet.data.store import FORMAT, INDEX, MANIFEST, VERSION
-from alexnet.data.verify import verify_store
-from alexnet.errors import ConfigError, traceback_wanted
+from alexnet.data.upload import UrlOut, upload_shard
+from alexnet.data.verify import verify_shard, verify_store
+from alexnet.errors import ConfigError, StoreUnreachable, traceback_wanted
 from alexnet.exit_codes import ExitCode, stopped_by
 
 PLAN = "prepare.json"
@@ -60,7 +66,8 @@ def encode(data: bytes, resize: int, quality: int) -> bytes:
 
 
 def write_shard(task: dict) -> dict:
-    """Write one shard: tar under a temporary name, rename, then the .json done marker."""
+    """Write one shard: tar under a temporary name, rename, then the .json done marker; to a URL,
+    then upload both (``upload``) and return the marker."""
     tar = Path(task["tar"])
     tmp = tar.with_name(f"{tar.name}.tmp.{os.getpid()}")
     reader = ByteReader()
@@ -89,7 +96,11 @@ def write_shard(task: dict) -> dict:
         m["offset"], m["size"] = offsets[f"{m['key']}.jpg"]
     marker = {"tar_bytes": tar.stat().st_size, "members": members, "unreadable": unreadable, "converted": dict(converted)}
     write_json(tar.with_suffix(".json"), marker)
-    return {"split": task["split"], "done": len(task["items"])}
+    if "upload" not in task:
+        return {"split": task["split"], "done": len(task["items"])}
+    verify_shard(tar, marker)
+    upload_shard(task["upload"], tar, task["rel"], marker)
+    return {"split": task["split"], "done": len(task["items"]), "rel": task["rel"], "marker": marker}
 
 
 def member_offsets(tar: Path) -> dict[str, tuple[int, int]]:
@@ -113,14 +124,17 @@ def plan_split(split: str, records: Records, out: Path, shard_size: int, seed: i
     for n, start in enumerate(range(0, len(order), shard_size)):
         chunk = order[start : start + shard_size]
         items = [(f"{int(i):08d}", records.item(int(i))) for i in chunk]
-        shards.append({"split": split, "tar": str(out / split / f"shard-{n:06d}.tar"), "items": items})
+        rel = f"{split}/shard-{n:06d}.tar"
+        shards.append({"split": split, "rel": rel, "tar": str(out / rel), "items": items})
     return shards
 
 
-def fingerprint(shards: list[dict], options: dict) -> str:
+def fingerprint(shards: list[dict], options: dict, dest: str | None = None) -> str:
+    """The plan's: the options and every shard's place and images. ``dest``: the URL the shards
+    go to (the staging folder they pass through may change between runs)."""
     h = hashlib.sha1(json.dumps(options, sort_keys=True).encode())
     for s in shards:
-        h.update(s["tar"].encode())
+        h.update((f"{dest}/{s['rel']}" if dest else s["tar"]).encode())
         for key, (image_id, _, _, _, label) in s["items"]:
             h.update(f"{key} {image_id} {label}\n".encode())
     return h.hexdigest()
@@ -147,7 +161,7 @@ def remove_leftovers(out: Path, splits: list[str]) -> None:
             tmp.unlink(missing_ok=True)
 
 
-def run_pool(pending: list[dict], workers: int, console: Console) -> None:
+def run_pool(pending: list[dict], workers: int, console: Console) -> list[dict]:
     total = sum(len(s["items"]) for s in pending)
     columns = (
         TextColumn("[bold]prepare"),
@@ -161,12 +175,14 @@ def run_pool(pending: list[dict], workers: int, console: Console) -> None:
     # a worker starts at once (spawn re-imports torch in each: 5-10 s on this 2-core machine).
     pool = ShardWriters(workers) if workers > 1 else None
     handlers = {signum: signal.signal(signum, stop) for signum in STOP_SIGNALS}
+    done = []
     try:
         with Progress(*columns, console=console) as progress:
             bar = progress.add_task("images", total=total)
             results = pool.write(pending) if pool else map(write_shard, pending)
             for result in results:
                 progress.advance(bar, result["done"])
+                done.append(result)
     finally:
         # A second Ctrl+C or SIGTERM while the workers are ended (each worker of a process group
         # gets one too) must not cut this cleanup short: the stop is under way already.
@@ -176,6 +192,7 @@ def run_pool(pending: list[dict], workers: int, console: Console) -> None:
             pool.close()
         for signum, handler in handlers.items():
             signal.signal(signum, handler)
+    return done
 
 
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
@@ -279,7 +296,7 @@ def serve(pipe) -> None:
 
 def prepare(
     src: Path,
-    out: Path,
+    out: Path | str,
     splits: list[str] | None = None,
     workers: int | None = None,
     shard_size: int = 1000,
@@ -287,10 +304,20 @@ def prepare(
     quality: int = 90,
     seed: int = 0,
     console: Console | None = None,
+    storage_options: dict | None = None,
+    staging: Path | None = None,
 ) -> dict:
-    src, out = Path(src), Path(out)
+    """Prepares SRC into OUT: a folder, or a URL (``storage_options`` for its filesystem; the
+    shards pass through ``staging``, a temporary folder when None)."""
+    src = Path(src)
     console = console or Console()
-    source = open_source(src, cache_dir=out / ".cache")
+    dest = UrlOut(out, storage_options or {}, staging) if is_url(out) else None
+    if dest is None and (storage_options or staging):
+        raise ConfigError(f"prepare OUT: {out} is a folder: --storage-options and --staging are for a URL")
+    listing = dest.listing() if dest else {}  # before any work: a missing bucket or a refusal is said now
+    out = Path(out) if dest is None else None
+    # A URL's source caches (the archives' member indexes) go to the per-user folder named after it.
+    source = open_source(src, cache_dir=out / ".cache" if dest is None else local_folder(dest.url, None) / "source")
     if source.kind == "store":
         raise ConfigError(f"{src} is already a prepared store")
     splits = splits or source.splits()
@@ -305,21 +332,37 @@ def prepare(
     shards = [
         dict(s, resize=resize, quality=quality)
         for split in splits
-        for s in plan_split(split, records[split], out, shard_size, seed)
+        for s in plan_split(split, records[split], out or dest.staging, shard_size, seed)
     ]
     options = {"resize": resize, "quality": quality, "shard_size": shard_size, "seed": seed, "splits": splits}
-    check_plan(out, fingerprint(shards, options), src)
-    for split in splits:
-        (out / split).mkdir(parents=True, exist_ok=True)
-    remove_leftovers(out, splits)
-    pending = [s for s in shards if not Path(s["tar"]).with_suffix(".json").exists()]
+    if dest is None:
+        check_plan(out, fingerprint(shards, options), src)
+        for split in splits:
+            (out / split).mkdir(parents=True, exist_ok=True)
+        remove_leftovers(out, splits)
+        pending = [s for s in shards if not Path(s["tar"]).with_suffix(".json").exists()]
+    else:
+        dest.check_plan(PLAN, fingerprint(shards, options, dest.url), src, listing)
+        uploaded = dest.done(shards, listing)
+        pending = [dict(s, upload=dest.remote) for s in shards if s["rel"] not in uploaded]
     console.print(
         f"{src} ({source.kind}): {sum(len(r) for r in records.values())} images in {', '.join(splits)}; "
         f"{len(shards) - len(pending)} of {len(shards)} shards already done"
     )
-    run_pool(pending, workers or os.cpu_count() or 1, console)
-    summary = verify_store(out, splits, {split: len(r) for split, r in records.items()}, classes, shard_size)
-    write_manifest(out, splits, summary)
+    planned = {split: len(r) for split, r in records.items()}
+    if dest is None:
+        run_pool(pending, workers or os.cpu_count() or 1, console)
+        summary = verify_store(out, splits, planned, classes, shard_size)
+        write_manifest(out, splits, summary)
+    else:
+        dest.make_staging(splits)
+        try:
+            results = run_pool(pending, workers or os.cpu_count() or 1, console)
+        finally:
+            dest.clear_staging(splits)
+        markers = {**uploaded, **{r["rel"]: r["marker"] for r in results}}
+        summary = dest.verify(splits, planned, classes, shard_size, markers)
+        dest.write_text(MANIFEST, manifest_text(splits, summary))
     index = {
         "format": FORMAT,
         "version": VERSION,
@@ -334,7 +377,11 @@ def prepare(
             for split, s in summary.items()
         },
     }
-    write_json(out / INDEX, index)  # last: its presence means complete and verified
+    # last: its presence means complete and verified
+    if dest is None:
+        write_json(out / INDEX, index)
+    else:
+        dest.write_text(INDEX, json.dumps(index))
     return index
 
 
@@ -343,16 +390,20 @@ def source_files(records: Records, src: Path) -> dict:
     return {"files": len(set(records.files)), "fingerprint": files_fingerprint.listing(records.files, src, mtimes=False)}
 
 
-def write_manifest(out: Path, splits: list[str], summary: dict) -> None:
+def manifest_text(splits: list[str], summary: dict) -> str:
     lines = ["split\timage\treason"]
     for split in splits:
         lines += [f"{split}\t{image_id}\t{reason}" for image_id, reason in summary[split]["unreadable_list"]]
+    return "\n".join(lines) + "\n"
+
+
+def write_manifest(out: Path, splits: list[str], summary: dict) -> None:
     tmp = out / f"{MANIFEST}.tmp"
-    tmp.write_text("\n".join(lines) + "\n")
+    tmp.write_text(manifest_text(splits, summary))
     tmp.replace(out / MANIFEST)
 
 
-def print_summary(index: dict, out: Path, console: Console) -> None:
+def print_summary(index: dict, out: str, console: Console) -> None:
     from rich.table import Table
 
     table = Table(title=f"store {out} (verified)")
@@ -366,24 +417,49 @@ def print_summary(index: dict, out: Path, console: Console) -> None:
     console.print(table)
     bad = sum(s["unreadable"] for s in index["splits"].values())
     if bad:
-        console.print(f"[yellow]{bad} unreadable images left out, listed in {out / MANIFEST}")
+        console.print(f"[yellow]{bad} unreadable images left out, listed in {out.rstrip('/')}/{MANIFEST}")
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m alexnet.data.prepare", description=__doc__.split("\n\n")[0])
     parser.add_argument("src", type=Path, help="ILSVRC archives + devkit, or a folder with <split>/<class>/ images")
-    parser.add_argument("out", type=Path, help="the store folder (rerun with the same OUT to resume)")
+    parser.add_argument(
+        "out",
+        help="the store folder, or a URL (s3://bucket/prefix, any fsspec URL) to upload to; rerun with the same OUT to resume",
+    )
     parser.add_argument("--splits", nargs="+", help="default: every split the source has")
     parser.add_argument("--workers", type=int, default=None, help="processes (default: one per CPU core)")
     parser.add_argument("--shard-size", type=int, default=1000, help="images per shard (~25 MB at 256px)")
     parser.add_argument("--resize", type=int, default=256, help="side of the stored central square (section 2: 256)")
     parser.add_argument("--quality", type=int, default=90, help="JPEG quality of the stored images")
+    parser.add_argument(
+        "--storage-options",
+        help="a URL OUT: its fsspec filesystem's options as JSON, as data.storage_options, e.g. '{\"client_kwargs\": "
+        '{"endpoint_url": "http://127.0.0.1:9000"}}\'',
+    )
+    parser.add_argument(
+        "--staging", type=Path, help="a URL OUT: the local folder its shards pass through (default: a temporary folder)"
+    )
     args = parser.parse_args(argv)
     console = Console()
     try:
         index = prepare(
-            args.src, args.out, args.splits, args.workers, args.shard_size, args.resize, args.quality, console=console
+            args.src,
+            args.out,
+            args.splits,
+            args.workers,
+            args.shard_size,
+            args.resize,
+            args.quality,
+            console=console,
+            storage_options=json_object(args.storage_options, "--storage-options"),
+            staging=args.staging,
         )
+    except ConfigError as err:
+        if traceback_wanted():
+            raise
+        print(f"config error: {err}", file=sys.stderr, flush=True)
+        sys.exit(ExitCode.CONFIG_ERROR)
     except (FileNotFoundError, ValueError) as err:
         if traceback_wanted():
             raise
@@ -392,7 +468,22 @@ def main(argv: list[str] | None = None) -> None:
     except Stopped as stopped:
         console.print(f"[yellow]prepare: stopped by {stopped}: the finished shards are kept; the same command goes on from them")
         sys.exit(stopped_by(stopped.signum))
+    except StoreUnreachable as err:
+        console.print(f"[red]prepare: {err}: the uploaded shards are kept; the same command goes on from them")
+        sys.exit(ExitCode.FAILED)
     print_summary(index, args.out, console)
+
+
+def json_object(text: str | None, option: str) -> dict | None:
+    if text is None:
+        return None
+    try:
+        found = json.loads(text)
+    except json.JSONDecodeError as err:
+        raise ConfigError(f"prepare {option}: not JSON ({err}): {text}") from None
+    if not isinstance(found, dict):
+        raise ConfigError(f"prepare {option}: a JSON object is expected, got a {type(found).__name__}: {text}")
+    return found
 
 
 if __name__ == "__main__":

@@ -5,6 +5,7 @@ import json
 import math
 import tarfile
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 
 
@@ -25,17 +26,31 @@ def verify_shard(tar: Path, marker: dict) -> None:
 
 
 def verify_store(out: Path, splits: list[str], planned: dict[str, int], classes: list[str], shard_size: int) -> dict:
+    """A store in the folder ``out``: each shard's tar read against its done marker."""
+
+    def checked_marker(shard: Path) -> dict:
+        marker_path = (out / shard).with_suffix(".json")
+        if not marker_path.exists():
+            raise StoreError(f"{marker_path}: missing: the shard was not completed (rerun prepare to finish it)")
+        marker = json.loads(marker_path.read_text())
+        verify_shard(out / shard, marker)
+        return marker
+
+    return summarize(splits, planned, classes, shard_size, checked_marker)
+
+
+def summarize(
+    splits: list[str], planned: dict[str, int], classes: list[str], shard_size: int, checked_marker: Callable[[Path], dict]
+) -> dict:
+    """Every planned shard's marker (``checked_marker``: found and its shard checked, else ``StoreError``),
+    every planned image stored once or listed as unreadable, and the counts per class."""
     summary = {}
     for split in splits:
         n_shards = math.ceil(planned[split] / shard_size)
         shards = [Path(split) / f"shard-{n:06d}.tar" for n in range(n_shards)]
         per_class, converted, unreadable, ids, written = Counter(), Counter(), [], set(), 0
         for shard in shards:
-            marker_path = (out / shard).with_suffix(".json")
-            if not marker_path.exists():
-                raise StoreError(f"{marker_path}: missing: the shard was not completed (rerun prepare to finish it)")
-            marker = json.loads(marker_path.read_text())
-            verify_shard(out / shard, marker)
+            marker = checked_marker(shard)
             for m in marker["members"]:
                 if m["id"] in ids:
                     raise StoreError(f"{split}: image {m['id']} stored twice (last in {shard})")
