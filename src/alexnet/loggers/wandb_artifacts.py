@@ -26,7 +26,7 @@ offline run, and ``wandb sync`` commits it and marks it used.
 
 No copies of the 160 MB checkpoints: W&B's default (``policy="mutable"``) copies every file into
 its staging folder (``$WANDB_DATA_DIR``, by default ~/.local/share/wandb) and, after an upload,
-into its cache. Here the files are hard-linked into the run's wandb folder (``artifact_files/``)
+into its cache. Here the checkpoints are hard-linked into the W&B run's folder (``artifact_files/best.ckpt``)
 and added as ``immutable`` without the cache: no extra disk while the checkpoint stays, and a
 link that keeps the logged content when a resumed run replaces last.ckpt before ``wandb sync``.
 Online, the links go once the upload is done.
@@ -62,20 +62,19 @@ def log_run_artifacts(run, *, trainer, cfg: DictConfig, summary: dict) -> list[s
 
     files = Path(run.settings.sync_dir) / FILES
     logged = []
-    dataset = dataset_artifact(trainer, files / "dataset")
+    dataset = dataset_artifact(trainer, files / "dataset.json")
     if dataset is not None:
         # What run.use_artifact does with a new artifact online; it refuses offline (see above).
         run._log_artifact(dataset, is_user_created=True, use_after_commit=True)
         logged.append(f"{dataset.name} (used)")
     config_file = RunDir(cfg.paths.output_dir).config
     for which, path in checkpoints(trainer, summary.get("status")).items():
-        folder = files / which
-        ckpt = linked(Path(path), folder / RunDir.CHECKPOINTS / Path(path).name)
+        # Flat (best.ckpt): a checkpoints/ or .hydra/ folder here would pass for a run folder.
+        ckpt = linked(Path(path), files / f"{which}.ckpt")
         artifact = wandb.Artifact(f"model-{run.id}", type="model", metadata=model_metadata(which, ckpt, path, cfg, summary))
-        artifact.add_file(str(ckpt), name=f"{RunDir.CHECKPOINTS}/{ckpt.name}", policy="immutable", skip_cache=True)
-        if config_file.is_file():
-            config = linked(config_file, folder / RunDir.CONFIG)
-            artifact.add_file(str(config), name=RunDir.CONFIG, policy="immutable", skip_cache=True)
+        artifact.add_file(str(ckpt), name=f"{RunDir.CHECKPOINTS}/{Path(path).name}", policy="immutable", skip_cache=True)
+        if config_file.is_file():  # a few kB, rewritten by a resumed start: copied by W&B (its staging folder)
+            artifact.add_file(str(config_file), name=RunDir.CONFIG)
         run.log_artifact(artifact, aliases=ALIASES[which])
         logged.append(f"{artifact.name}:{','.join(ALIASES[which])}")
     return logged
@@ -139,8 +138,8 @@ def classes_sha1(classes: list[str]) -> str:
     return hashlib.sha1("\n".join(classes).encode()).hexdigest()
 
 
-def dataset_artifact(trainer, folder: Path):
-    """The data the run read, as a ``dataset`` artifact of metadata and dataset.json; None without data."""
+def dataset_artifact(trainer, file: Path):
+    """The data the run read, as a ``dataset`` artifact of metadata and its one file (``file``); None without data."""
     import wandb
 
     datamodule = trainer.datamodule
@@ -148,12 +147,12 @@ def dataset_artifact(trainer, folder: Path):
         log.warning("W&B: no dataset artifact (the data module was not set up)")
         return None
     record = dataset_record(datamodule, trainer)
-    folder.mkdir(parents=True, exist_ok=True)
-    (folder / "dataset.json").write_text(json.dumps(record, indent=1) + "\n")
+    file.parent.mkdir(parents=True, exist_ok=True)
+    file.write_text(json.dumps(record, indent=1) + "\n")
     where = str(datamodule.store or datamodule.root).rstrip("/")
     name = re.sub(r"[^\w.-]", "_", where.rsplit("/", 1)[-1]) or "data"
     artifact = wandb.Artifact(f"dataset-{name}", type="dataset", metadata=record)
-    artifact.add_file(str(folder / "dataset.json"), name="dataset.json", policy="immutable", skip_cache=True)
+    artifact.add_file(str(file), name=file.name, policy="immutable", skip_cache=True)
     return artifact
 
 
