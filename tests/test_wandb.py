@@ -219,3 +219,37 @@ def test_an_artifact_reference_offline_is_one_clear_line(tmp_path, capsys, monke
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and err.startswith(f"predict error: {reference}: W&B is offline here (WANDB_MODE=offline)"), err
     assert not (tmp_path / "results.json").exists() and not list(tmp_path.rglob("*.ckpt"))
+
+
+def test_an_artifact_reference_online_is_its_downloaded_run_folder(tmp_path, monkeypatch):
+    """Online, the reference is downloaded (W&B's API stood in for: no server here) into a run
+    folder, its config beside its checkpoints/, which eval.py and predict.py read as they read any."""
+    import wandb
+
+    from alexnet.evaluation.evaluate import find_members
+    from alexnet.loggers import wandb_logger
+
+    class Artifact:
+        source_name = "model-abc123:v1"  # the version the alias points at
+
+        def download(self, root: str, skip_cache: bool) -> str:
+            assert skip_cache  # no second copy in W&B's cache
+            for name in ("checkpoints/epoch004.ckpt", ".hydra/config.yaml"):  # as log_run_artifacts lays them out
+                (Path(root) / name).parent.mkdir(parents=True, exist_ok=True)
+                (Path(root) / name).write_text("")
+            return root
+
+    class Api:
+        def __init__(self, timeout: int):
+            pass
+
+        def artifact(self, path: str, type: str) -> Artifact:
+            assert (path, type) == ("someone/alexnet/model-abc123:best", "model")
+            return Artifact()
+
+    monkeypatch.setattr(wandb_logger, "choose_mode", lambda mode: ("online", "API key and network"))
+    monkeypatch.setattr(wandb, "Api", Api)
+    monkeypatch.setenv("WANDB_ARTIFACT_DIR", str(tmp_path / "artifacts"))
+    [member], _ = find_members(["wandb-artifact://someone/alexnet/model-abc123:best"])
+    folder = tmp_path / "artifacts" / "model-abc123:v1"
+    assert member.checkpoint == folder / "checkpoints" / "epoch004.ckpt" and member.run_dir == folder

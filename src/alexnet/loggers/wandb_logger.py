@@ -409,9 +409,10 @@ def run_of_its_own(node, *, save_dir: Path, name: str | None, group: str | None,
 
 def fetch_checkpoint(reference: str) -> Path:
     """The .ckpt of a ``wandb-artifact://entity/project/name:version`` reference (eval.py, predict.py),
-    downloaded into W&B's artifact folder ($WANDB_ARTIFACT_DIR, by default ./artifacts), with the
-    run's .hydra/config.yaml beside its checkpoints/ folder. Offline (WANDB_MODE, no API key, an
-    unreachable server) a ConfigError names the reference and how to fetch it elsewhere."""
+    downloaded into ``<folder>/<name>:<version>`` (folder: W&B's $WANDB_ARTIFACT_DIR when set, else
+    outputs/artifacts/ rather than W&B's ./artifacts of whatever folder the command ran in), with the
+    run's .hydra/config.yaml beside its checkpoints/ folder: a run folder. Offline (WANDB_MODE, no
+    API key, an unreachable server) a ConfigError names the reference and how to fetch it elsewhere."""
     import wandb
 
     path = reference[len(ARTIFACT_SCHEME) :].strip("/")
@@ -425,8 +426,10 @@ def fetch_checkpoint(reference: str) -> Path:
         )
     try:
         artifact = wandb.Api(timeout=30).artifact(path, type="model")
-        root = Path(artifact.download(skip_cache=True))
-    except (wandb.errors.CommError, ValueError, OSError) as err:
+        folder = Path(os.environ.get("WANDB_ARTIFACT_DIR") or project_root() / "outputs" / "artifacts")
+        # skip_cache: no second copy of each checkpoint in W&B's cache (~/.cache/wandb)
+        root = Path(artifact.download(root=str(folder / artifact.source_name), skip_cache=True))
+    except (wandb.errors.Error, ValueError, OSError) as err:
         raise ConfigError(f"{reference}: the artifact could not be fetched ({str(err).strip().splitlines()[0]})") from None
     found = sorted(root.rglob("*.ckpt"))
     if len(found) != 1:
