@@ -28,8 +28,10 @@ No copies of the 160 MB checkpoints: W&B's default (``policy="mutable"``) copies
 its staging folder (``$WANDB_DATA_DIR``, by default ~/.local/share/wandb) and, after an upload,
 into its cache. Here the checkpoints are hard-linked into the W&B run's folder (``artifact_files/best.ckpt``)
 and added as ``immutable`` without the cache: no extra disk while the checkpoint stays, and a
-link that keeps the logged content when a resumed run replaces last.ckpt before ``wandb sync``.
-Online, the links go once the upload is done.
+link that keeps the logged content when a resumed run replaces last.ckpt before ``wandb sync``
+(then, and only then, the folder holds a checkpoint of its own: delete ``artifact_files/`` once
+synced). Online, the links go once the upload is done; an interrupted run uploads its last.ckpt
+before it exits (and before submitit requeues it), within the scheduler's grace time.
 """
 
 import hashlib
