@@ -422,7 +422,7 @@ def fetch_checkpoint(reference: str) -> Path:
     if mode != "online":
         raise ConfigError(
             f"{reference}: W&B is offline here ({reason}), so the artifact cannot be downloaded; on a machine "
-            f"with network run `wandb artifact get {path} --root DIR`, copy DIR here and pass its .ckpt"
+            f"with network run `wandb artifact get {path} --root DIR`, then pass the .ckpt in DIR/checkpoints/"
         )
     try:
         artifact = wandb.Api(timeout=30).artifact(path, type="model")
