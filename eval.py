@@ -23,7 +23,11 @@ ROOT = Path(__file__).resolve().parent
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0].split(": ", 1)[1])
-    parser.add_argument("paths", nargs="+", help="checkpoint files, run folders or multirun folders")
+    parser.add_argument(
+        "paths",
+        nargs="+",
+        help="checkpoint files, run folders, multirun folders or W&B artifacts (wandb-artifact://entity/project/name:version)",
+    )
     parser.add_argument(
         "--split", default="val", help="split folder to evaluate (default: val; ILSVRC-2012: val is the test set)"
     )

@@ -25,7 +25,11 @@ ROOT = Path(__file__).resolve().parent
 
 def parse(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[1].replace("\n", " "), usage=None)
-    parser.add_argument("run", help="a run folder (its tested checkpoint, else last.ckpt) or a checkpoint file")
+    parser.add_argument(
+        "run",
+        help="a run folder (its tested checkpoint, else last.ckpt), a checkpoint file, or a W&B artifact "
+        "(wandb-artifact://entity/project/model-<run id>:best)",
+    )
     parser.add_argument("images", nargs="+", help="image files and folders (searched recursively for .jpeg/.jpg/.png)")
     parser.add_argument(
         "--crops",

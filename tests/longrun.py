@@ -106,6 +106,15 @@ class SigtermWhileTesting(Callback):
             os.kill(os.getpid(), signal.SIGTERM)
 
 
+class SigtermWhileFitting(Callback):
+    """Sends this process SIGTERM as the first training batch starts, as a pre-emption would
+    (in-process: no train.py to start). ``+callbacks.x._target_=longrun.SigtermWhileFitting``."""
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx: int) -> None:
+        if batch_idx == 0:
+            os.kill(os.getpid(), signal.SIGTERM)
+
+
 def fit_seconds(path: Path) -> float:
     """The run's fitting time up to this checkpoint (alexnet.checkpointing.callbacks.FitRecord)."""
     return checkpoint(path)["callbacks"]["FitRecord"]["fit_seconds"]

@@ -153,11 +153,15 @@ class ImageFolderDataModule(L.LightningDataModule):
         return found
 
     def train_fingerprint(self) -> str:
-        """sha1 of the training split's files, names and sizes (``fingerprint``); for a store, of the
-        files it was prepared from, so that a store and its source give the same one."""
+        """The training split's ``split_fingerprint``: what a checkpoint's classes were learnt from."""
+        return self.split_fingerprint(self.splits["train"])
+
+    def split_fingerprint(self, split: str) -> str:
+        """sha1 of a split's files, names and sizes (``fingerprint``); for a store, of the files it
+        was prepared from, so that a store and its source give the same one."""
         source = self.open()
-        recorded = source.source_fingerprint(self.splits["train"]) if isinstance(source, StoreSource) else None
-        return recorded or fingerprint.listing(source.files(self.splits["train"]), source.root, mtimes=False)
+        recorded = source.source_fingerprint(split) if isinstance(source, StoreSource) else None
+        return recorded or fingerprint.listing(source.files(split), source.root, mtimes=False)
 
     def setup(self, stage: str | None = None) -> None:
         if self.datasets:

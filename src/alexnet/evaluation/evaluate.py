@@ -24,6 +24,7 @@ from alexnet.checkpointing.io import load
 from alexnet.checkpointing.resolve import run_checkpoint
 from alexnet.data.augment import CROP_COUNTS
 from alexnet.errors import ConfigError, as_config_error
+from alexnet.loggers import wandb_logger
 from alexnet.models import saved_model_config
 from alexnet.paths import RunDir, project_root
 from alexnet.training.config import build
@@ -69,11 +70,14 @@ def run_dir_summary(run_dir: Path) -> dict:
 
 
 def find_members(paths: list[str]) -> tuple[list[Member], list[dict]]:
-    """Each path is a .ckpt file, a run folder, or a multirun folder (every job folder in it).
+    """Each path is a .ckpt file, a run folder, a multirun folder (every job folder in it), or a W&B
+    artifact, ``wandb-artifact://entity/project/name:version`` (downloaded: ``fetch_checkpoint``).
 
     A multirun's jobs that did not finish are skipped and reported, never silently used."""
     members, skipped = [], []
     for raw in paths:
+        if str(raw).startswith(wandb_logger.ARTIFACT_SCHEME):
+            raw = str(wandb_logger.fetch_checkpoint(raw))
         path = Path(raw).expanduser()
         if path.is_file():
             owner = RunDir.of_checkpoint(path).path

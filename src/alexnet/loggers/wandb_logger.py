@@ -6,6 +6,11 @@ overrides the choice. Every job of a Hydra multirun is its own W&B run, grouped 
 named after its overrides (`no_lrn-seed3`). The run id is kept in `<run_dir>/wandb_id.txt` so
 that a run resumed from its checkpoint (`ckpt_path=...`) continues the same W&B run.
 
+Checkpoints and the dataset become artifacts at the run's end, online and offline alike, by
+``alexnet.loggers.wandb_artifacts`` (``logger.wandb.log_model``; Lightning's own log_model is never
+passed on: it would upload on every checkpoint save, and only online). eval.py and predict.py take
+a checkpoint back by reference, ``wandb-artifact://entity/project/name:version`` (``fetch_checkpoint``).
+
 No start-method setting for Hydra: wandb 0.31 has none (WANDB_START_METHOD is gone); its work runs
 in the separate wandb-core process, and a multirun only needs each job's run closed (`finish`).
 """
@@ -26,7 +31,9 @@ from urllib.parse import urlparse
 from lightning.pytorch.loggers import WandbLogger
 from lightning.pytorch.utilities import rank_zero_only
 
+from alexnet.errors import ConfigError
 from alexnet.exit_codes import ExitCode
+from alexnet.loggers import wandb_artifacts
 from alexnet.overrides import is_logistics, within
 from alexnet.paths import RunDir, project_root
 
@@ -37,14 +44,17 @@ ID_FILE = RunDir.WANDB_ID
 # Besides the logistics, a name leaves out the budget and the hardware (trainer.*, every callback, the
 # test phase, debug recipes): it says what the run tests, not how long or where.
 NOT_IN_NAME = ("trainer", "callbacks", "test", "debug")
+ARTIFACT_SCHEME = "wandb-artifact://"
 
 
 class TrackedWandbLogger(WandbLogger):
-    """Lightning's WandbLogger that also remembers the best validation errors for the run summary."""
+    """Lightning's WandbLogger that also remembers the best validation errors for the run summary,
+    and whether the run's checkpoints become artifacts at its end (``log_artifacts``)."""
 
-    def __init__(self, *args, mode: str, **kwargs):
-        super().__init__(*args, mode=mode, **kwargs)
+    def __init__(self, *args, mode: str, log_artifacts: bool, **kwargs):
+        super().__init__(*args, mode=mode, log_model=False, **kwargs)
         self.mode = mode
+        self.log_artifacts = log_artifacts
         self.best: dict = {}
         self.started = time.time()
 
@@ -89,8 +99,6 @@ def wandb_logger(
     run_id = stored_id(Path(save_dir), ckpt_path) if chosen != "disabled" else None
     if run_id:
         log.info(f"W&B: resuming run {run_id} (from {ID_FILE} of the run being resumed)")
-    if log_model and chosen != "online":
-        log.info("logger.wandb.log_model ignored: checkpoints are uploaded as artifacts only online")
     logger = TrackedWandbLogger(
         project=project,
         entity=entity,
@@ -101,7 +109,7 @@ def wandb_logger(
         name=name or (run_name(hydra) if hydra else None),
         group=group or (sweep_group(hydra) if hydra else None),
         job_type=job_type or (hydra.runtime.choices.get("experiment") if hydra else None) or "train",
-        log_model=log_model if chosen == "online" else False,
+        log_artifacts=log_model,
         # Offline, wandb's own banner repeats what our one-line notice says. The commit is the
         # project's, wherever the run folder is (wandb would look for a repository there).
         settings=wandb.Settings(silent=chosen == "offline", **git_settings()),
@@ -274,13 +282,16 @@ def system_info() -> dict:
     }
 
 
-def finish(loggers: list, summary: dict) -> None:
-    """The final numbers into the W&B run summary, then close the run so the next Hydra job gets its own."""
+def finish(loggers: list, summary: dict, *, trainer, cfg, exit_code: int = 0) -> None:
+    """The final numbers into the W&B run summary, the artifacts (``log_model``: the dataset, and the
+    best and last checkpoints of a finished run, the last of an interrupted one), then close the run
+    so the next Hydra job gets its own. ``exit_code``: a stopped run's (W&B marks it failed)."""
     ours = [logger for logger in loggers if isinstance(logger, TrackedWandbLogger)]
     if not ours:  # no W&B in this run: not even the import
         return
     import wandb
 
+    online = []
     for logger in ours:
         if logger.mode == "disabled" or rank_zero_only.rank != 0:
             continue
@@ -288,10 +299,22 @@ def finish(loggers: list, summary: dict) -> None:
         run.summary.update({k: v for k, v in summary.items() if isinstance(v, (int, float, str))})
         run.summary.update({f"best/{k.replace('/', '_')}": v for k, v in logger.best.items()})
         run.summary["wall_seconds"] = round(time.time() - logger.started, 1)
+        if summary.get("status") == "interrupted":
+            run.mark_preempting()  # W&B's own mark: preempted, not crashed
+        if logger.log_artifacts:
+            try:
+                logged = wandb_artifacts.log_run_artifacts(run, trainer=trainer, cfg=cfg, summary=summary)
+                log.info(f"W&B artifacts of run {run.id}: {', '.join(logged) or 'none'}")
+            except Exception as err:  # the run itself is done and recorded: its artifacts are not worth failing it
+                log.warning(f"W&B: the artifacts of run {run.id} were not logged ({type(err).__name__}: {err})")
         if run.settings.mode == "offline":
             log.info(f"W&B run {run.id} saved offline; upload it with: wandb sync {run.settings.sync_dir}")
+        else:
+            online.append(run)
     if wandb.run is not None:
-        wandb.finish()
+        wandb.finish(exit_code=exit_code)
+    for run in online:  # uploaded: finish waits for the uploads
+        wandb_artifacts.remove_files(run)
 
 
 def record_failed(cfg, summary: dict) -> None:
@@ -382,3 +405,33 @@ def run_of_its_own(node, *, save_dir: Path, name: str | None, group: str | None,
         settings=wandb.Settings(silent=True, **git_settings()),
         config=config,
     )
+
+
+def fetch_checkpoint(reference: str) -> Path:
+    """The .ckpt of a ``wandb-artifact://entity/project/name:version`` reference (eval.py, predict.py),
+    downloaded into ``<folder>/<name>:<version>`` (folder: W&B's $WANDB_ARTIFACT_DIR when set, else
+    outputs/artifacts/ rather than W&B's ./artifacts of whatever folder the command ran in), with the
+    run's .hydra/config.yaml beside its checkpoints/ folder: a run folder. Offline (WANDB_MODE, no
+    API key, an unreachable server) a ConfigError names the reference and how to fetch it elsewhere."""
+    import wandb
+
+    path = reference[len(ARTIFACT_SCHEME) :].strip("/")
+    if not path:
+        raise ConfigError(f"{reference}: no artifact named (expected {ARTIFACT_SCHEME}entity/project/name:version)")
+    mode, reason = choose_mode("auto")
+    if mode != "online":
+        raise ConfigError(
+            f"{reference}: W&B is offline here ({reason}), so the artifact cannot be downloaded; on a machine "
+            f"with network run `wandb artifact get {path} --root DIR`, then pass the .ckpt in DIR/checkpoints/"
+        )
+    try:
+        artifact = wandb.Api(timeout=30).artifact(path, type="model")
+        folder = Path(os.environ.get("WANDB_ARTIFACT_DIR") or project_root() / "outputs" / "artifacts")
+        # skip_cache: no second copy of each checkpoint in W&B's cache (~/.cache/wandb)
+        root = Path(artifact.download(root=str(folder / artifact.source_name), skip_cache=True))
+    except (wandb.errors.Error, ValueError, OSError) as err:
+        raise ConfigError(f"{reference}: the artifact could not be fetched ({str(err).strip().splitlines()[0]})") from None
+    found = sorted(root.rglob("*.ckpt"))
+    if len(found) != 1:
+        raise ConfigError(f"{reference}: expected one .ckpt in the artifact, found {len(found)} in {root}")
+    return found[0]

@@ -193,7 +193,8 @@ def run(cfg: DictConfig) -> dict:
     if trainer.is_global_zero:
         RunDir(out).write_summary(summary)
         print_summary(summary)
-    wandb_logger.finish(loggers, summary)  # W&B: final numbers, and close the run before the next job
+    # W&B: final numbers, the checkpoints and data as artifacts, and close the run before the next job
+    wandb_logger.finish(loggers, summary, trainer=trainer, cfg=cfg)
     return summary
 
 
@@ -233,17 +234,19 @@ def stopped(cfg: DictConfig, trainer: L.Trainer, err: BaseException, out: Path) 
         else:
             message = "stopped by SIGTERM (callbacks.graceful_stop is off: nothing saved)"
             stop = RunStopped(message, "interrupted", ExitCode.TERMINATED, None)
+    summary = {
+        "status": stop.status,
+        "message": str(stop),
+        "checkpoint": stop.checkpoint and RunDir(out).recorded(stop.checkpoint),
+        "epochs": trainer.current_epoch,
+        "global_step": trainer.global_step,
+        "run_dir": str(out),
+        **run_summary.run_info(cfg),
+    }
     if trainer.is_global_zero:
-        summary = {
-            "status": stop.status,
-            "message": str(stop),
-            "checkpoint": stop.checkpoint and RunDir(out).recorded(stop.checkpoint),
-            "epochs": trainer.current_epoch,
-            "global_step": trainer.global_step,
-            "run_dir": str(out),
-            **run_summary.run_info(cfg),
-        }
         RunDir(out).write_summary(summary)
+    # W&B: the stop's status, an interrupted run's last.ckpt as an artifact, and the run closed with the stop's code
+    wandb_logger.finish(trainer.loggers, summary, trainer=trainer, cfg=cfg, exit_code=stop.exit_code)
     stop.global_zero = trainer.is_global_zero
     return stop
 
