@@ -26,8 +26,10 @@ from alexnet.data.remote import RemoteStoreSource, is_url
 from alexnet.data.sources import class_difference, open_source
 from alexnet.data.stats import load_or_compute
 from alexnet.data.store import StoreSource, check_prepared_from, is_store
+from alexnet.data.stream import ShardStream, StreamLoader, run_seed
 from alexnet.data.unreadable import UnreadableCounter
 from alexnet.data.workers import worker_init
+from alexnet.errors import ConfigError
 from alexnet.paths import RunDir
 
 log = logging.getLogger(__name__)
@@ -52,6 +54,8 @@ class ImageFolderDataModule(L.LightningDataModule):
         cache_dir: str | None,
         cache_gb: float,
         storage_options: dict,
+        stream: bool | None,
+        shuffle_buffer: int,
         max_bad_images: int,
         train_split: str,
         val_split: str,
@@ -79,12 +83,16 @@ class ImageFolderDataModule(L.LightningDataModule):
             raise ValueError(f"batch_size must be positive, got {batch_size}")
         if max_bad_images < 0:
             raise ValueError(f"max_bad_images must be >= 0, got {max_bad_images}")
+        if shuffle_buffer < 0:
+            raise ConfigError(f"data.shuffle_buffer: must be >= 0 images, got {shuffle_buffer}")
         # "~" expanded: Hydra passes data.root='~/data' as written, and no shell expands it.
         self.root = Path(root).expanduser()
         # A URL (s3://, gs://, https://, file://) is read through fsspec (``remote``); a path from disk.
         self.store = store if is_url(store) else Path(store).expanduser() if store else None
         self.cache_gb, self.storage_options = cache_gb, to_plain(storage_options)
         self.cache_dir = Path(cache_dir).expanduser() if cache_dir else None
+        self.stream, self.shuffle_buffer = stream, shuffle_buffer
+        self.streamed = False  # the training split read as a stream of shards (``stream``): set by setup
         self.unreadable = UnreadableCounter(max_bad_images)
         self.num_classes = num_classes
         self.splits = {"train": train_split, "val": val_split, "test": test_split}
@@ -190,6 +198,7 @@ class ImageFolderDataModule(L.LightningDataModule):
                     f"'{self.splits['train']}' split: {class_difference(self.classes, self.datasets[name].classes)}"
                 )
         self.resolve_num_classes()
+        self.streamed = self.streams_training()
         # Training's start only: eval.py and predict.py set up a run's data to test or preprocess,
         # where decoding the whole split first (predict: for one photo) would be work done twice.
         training = stage in (None, "fit")
@@ -202,6 +211,18 @@ class ImageFolderDataModule(L.LightningDataModule):
             splits, report = [self.splits["val"], self.splits["test"]], rank_zero_only.rank == 0
             readable.check_evaluation_splits(self.source, splits, self.resize, threads, report)
         self.augment = self.build_augment()
+
+    def streams_training(self) -> bool:
+        """data.stream, or where it is null, whether the store is a URL: there the map-style loader's
+        shuffled reads would fetch shards all over the split (docs/object-storage.md)."""
+        if self.stream is None:
+            return is_url(self.store)
+        if self.stream and self.source.kind != "store":
+            raise ConfigError(
+                f"data.stream: true streams a prepared store's shards, and {self.source.root} holds the "
+                f"{self.source.kind} layout (set data.store to a store, or data.stream=null)"
+            )
+        return self.stream
 
     def check_folders(self) -> None:
         """The start-of-run dataset check (``check.quick``) of the splits this run reads, on the
@@ -286,18 +307,27 @@ class ImageFolderDataModule(L.LightningDataModule):
             dataset = SkipUnreadable(ImageRecords(records, self.resize))
         else:
             dataset = ImageRecords(records, self.resize)
-        return DataLoader(
-            dataset,
+        trainer = self.trainer
+        workers = dict(
             collate_fn=collate,
-            batch_size=self.device_batch_size(),
-            shuffle=shuffle,
-            drop_last=shuffle,
             num_workers=self.num_workers,
             persistent_workers=self.num_workers > 0,
             pin_memory=torch.cuda.is_available(),
             # Workers ignore SIGINT/TERM/USR2: only the main process saves and requeues (alexnet.data.workers).
-            worker_init_fn=worker_init(self.trainer.global_rank if self.trainer is not None else None),
+            worker_init_fn=worker_init(trainer.global_rank if trainer is not None else None),
         )
+        if stage == "train" and shuffle and self.streamed:
+            stream = ShardStream(
+                dataset,
+                batch_size=self.device_batch_size(),
+                drop_last=True,
+                rank=trainer.global_rank if trainer is not None else 0,
+                world=trainer.world_size if trainer is not None else 1,
+                seed=run_seed(),
+                shuffle_buffer=self.shuffle_buffer,
+            )
+            return StreamLoader(stream, epoch=(lambda: trainer.current_epoch) if trainer is not None else None, **workers)
+        return DataLoader(dataset, batch_size=self.device_batch_size(), shuffle=shuffle, drop_last=shuffle, **workers)
 
     def repeat_train(self, images: int) -> None:
         """After ``setup``: the training split's records, over again until there are ``images`` or more.

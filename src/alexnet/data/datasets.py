@@ -76,6 +76,14 @@ class SkipUnreadable(Dataset):
     def __len__(self) -> int:
         return len(self.dataset)
 
+    @property
+    def records(self) -> Records:
+        return self.dataset.records
+
+    @property
+    def reader(self) -> ByteReader:
+        return self.dataset.reader
+
     def __getitem__(self, i: int) -> tuple[torch.Tensor, int, tuple[str, ...]]:
         x = image_memory(self.dataset.resize)
         return x, *self.decode_into(i, x)

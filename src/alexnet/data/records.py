@@ -5,6 +5,7 @@ One representation for all three layouts lets one dataset class, ``prepare`` and
 benchmark read any of them, and a byte range read with ``os.pread`` needs no extraction.
 """
 
+import mmap
 import os
 from collections import OrderedDict
 from dataclasses import dataclass
@@ -78,17 +79,52 @@ class Records:
         )
 
 
+class HeldBytes:
+    """Bytes of a file already in hand, from ``start`` on: a mapped local shard (whole, ``start``
+    0) or a byte range fetched into memory. The streamed training split (``stream``) holds each
+    piece of a shard it reads this way until its images are decoded: a mapping keeps the shard
+    readable even if the cache evicts it meanwhile."""
+
+    def __init__(self, file: str, start: int, data: "bytes | mmap.mmap"):
+        self.file, self.start, self.data = file, start, data
+        self.end = start + len(data)
+
+    @classmethod
+    def mapped(cls, file: str, path: str) -> "HeldBytes":
+        with open(path, "rb") as f:
+            return cls(file, 0, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ))
+
+    def close(self) -> None:
+        if isinstance(self.data, mmap.mmap):
+            self.data.close()
+
+
 class ByteReader:
     """Reads byte ranges, keeping a few files open: a store shard or an ILSVRC tar is read
-    thousands of times per epoch, and opening it each time costs more than the read."""
+    thousands of times per epoch, and opening it each time costs more than the read.
+    Ranges inside bytes held in hand (``hold``) are read from there."""
 
     def __init__(self, max_open: int = 64, shards=None):
         self.max_open = max_open
         self.shards = shards  # a URL store's ShardCache (``remote``)
         self.fds: OrderedDict[str, int] = OrderedDict()
+        self.held: dict[str, list[HeldBytes]] = {}
         self.pid = os.getpid()
 
+    def hold(self, held: HeldBytes) -> None:
+        self.held.setdefault(held.file, []).append(held)
+
+    def release(self, held: HeldBytes) -> None:
+        spans = self.held[held.file]
+        spans.remove(held)
+        if not spans:
+            del self.held[held.file]
+        held.close()
+
     def read(self, path: str, offset: int, size: int) -> bytes:
+        for held in self.held.get(path, ()):
+            if held.start <= offset and offset + size <= held.end:
+                return held.data[offset - held.start : offset - held.start + size]
         if self.shards is not None:
             return self.read_fd(self.cached(path), path, offset, size)
         if size < 0:

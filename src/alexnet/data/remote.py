@@ -102,6 +102,11 @@ class Remote:
 
         return self.call(self.url_of(rels[0]) if len(rels) == 1 else f"{self.url} ({len(rels)} objects)", fetch)
 
+    def cat_range(self, rel: str, start: int, end: int) -> bytes:
+        """Bytes [start, end) of one object: a ranged GET."""
+        fetch = lambda: self.fs().cat_file(self.path(rel), start=start, end=end)
+        return self.call(f"{self.url_of(rel)} bytes {start}-{end}", fetch)
+
     def size(self, rel: str) -> int:
         return self.call(self.url_of(rel), lambda: int(self.fs().info(self.path(rel))["size"]))
 
@@ -124,9 +129,17 @@ class ShardCache:
     def __init__(self, remote: Remote, folder: Path, max_bytes: int):
         self.remote, self.folder, self.max_bytes = remote, Path(folder), max_bytes
         self.hits = self.misses = self.evicted = self.fetched_bytes = 0
+        self.ranges = self.ranged_bytes = 0  # byte ranges read without caching the shard (``range``)
 
     def stats(self) -> dict:
-        return {"hits": self.hits, "misses": self.misses, "evicted": self.evicted, "fetched_bytes": self.fetched_bytes}
+        return {
+            "hits": self.hits,
+            "misses": self.misses,
+            "evicted": self.evicted,
+            "fetched_bytes": self.fetched_bytes,
+            "ranges": self.ranges,
+            "ranged_bytes": self.ranged_bytes,
+        }
 
     def relative(self, url: str) -> str:
         prefix = self.remote.url + "/"
@@ -134,16 +147,33 @@ class ShardCache:
             raise ValueError(f"{url} is not inside the store {self.remote.url}")
         return url[len(prefix) :]
 
-    def local(self, url: str) -> Path:
-        """The shard's local copy, fetched now if absent; marked as just used."""
-        rel = self.relative(url)
-        path = self.folder / rel
+    def cached(self, url: str) -> Path | None:
+        """The shard's local copy if there is one (marked as just used), else None: nothing fetched."""
+        path = self.folder / self.relative(url)
         try:
             os.utime(path)  # the LRU clock: the modification time
-            self.hits += 1
-            return path
         except FileNotFoundError:
-            pass
+            return None
+        self.hits += 1
+        return path
+
+    def range(self, url: str, start: int, end: int) -> bytes:
+        """Bytes [start, end) of the shard, read from the store into memory and not cached: the
+        part of a shard that a streamed worker shares with another (``stream``)."""
+        data = self.remote.cat_range(self.relative(url), start, end)
+        if len(data) != end - start:
+            raise OSError(f"{url}: expected {end - start} bytes at offset {start}, got {len(data)} (object changed?)")
+        self.ranges += 1
+        self.ranged_bytes += len(data)
+        return data
+
+    def local(self, url: str) -> Path:
+        """The shard's local copy, fetched now if absent; marked as just used."""
+        found = self.cached(url)
+        if found is not None:
+            return found
+        rel = self.relative(url)
+        path = self.folder / rel
         size = self.remote.size(rel)
         if size > self.max_bytes:
             raise ConfigError(f"data.cache_gb: {self.max_bytes / 1e9:g} GB holds less than one shard ({url}: {size} bytes)")
