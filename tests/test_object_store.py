@@ -5,20 +5,30 @@ port and stopped by its PID; dummy credentials come from the environment, as bot
 cloud bucket is not tested."""
 
 import json
+import os
 import subprocess
 import sys
 import time
 import urllib.request
+from collections import Counter
 
+import numpy as np
 import pytest
 import torch
-from builders import data_module
-from conftest import fixture_dir, train_in_process
+from builders import data_module, data_node
+from conftest import ROOT, fixture_dir, run_train, train_in_process
+from hydra.utils import instantiate
+from seen_images import digest
 
 from alexnet.bench.s3server import CREDENTIALS, free_port, stop
 from alexnet.bench.s3server import start as start_moto
+from alexnet.data.batches import collate
+from alexnet.data.datasets import ImageRecords, SkipUnreadable
+from alexnet.data.records import Records
 from alexnet.data.remote import Remote, ShardCache
+from alexnet.data.stream import ShardStream, StreamLoader, buffer_shuffle, epoch_order
 from alexnet.errors import ConfigError, RunStopped, StoreUnreachable
+from alexnet.training.config import build
 
 pytest.importorskip("s3fs")
 pytest.importorskip("moto")
@@ -62,10 +72,8 @@ def module(server, store: str, **overrides):
         "synthetic",
         store=store,
         storage_options=options(server),
-        num_workers=0,
-        batch_size=8,
         **SPEC,
-        **overrides,
+        **{"num_workers": 0, "batch_size": 8, **overrides},
     )
 
 
@@ -315,3 +323,188 @@ def test_prepare_to_s3_stopped_by_sigterm_keeps_the_uploaded_shards(server, tmp_
     prepare_module.main(argv)
     assert "2 of 13 shards already done" in " ".join(capsys.readouterr().out.split())
     assert objects(server, "stopped")["index.json"] == (server["store"] / "index.json").read_bytes()
+
+
+# The streamed training split (alexnet.data.stream; data.stream is on for a URL store by default).
+
+
+def stub_records(n: int, per_shard: int = 4) -> Records:
+    file_of = np.arange(n) // per_shard
+    return Records(
+        classes=["a"],
+        ids=[str(i) for i in range(n)],
+        labels=np.zeros(n, dtype=np.int64),
+        files=[f"shard-{k}.tar" for k in range(file_of[-1] + 1)],
+        file_of=file_of.astype(np.int32),
+        offsets=np.zeros(n, dtype=np.int64),
+        sizes=np.ones(n, dtype=np.int64),
+    )
+
+
+class Decodes:
+    """What a stream needs of the dataset that decodes its batches, for the plan alone (no reads)."""
+
+    def __init__(self, records: Records):
+        self.records, self.reader = records, None
+
+
+@pytest.mark.parametrize("n", [30, 31])
+def test_each_rank_and_worker_streams_its_own_contiguous_part_every_image_once(n):
+    """30 images over 1, 2 and 3 ranks: each once per epoch; 31: the last rank's part wrapped to
+    the start (as torch's DistributedSampler pads), so that every rank has as many batches."""
+    records, batch = stub_records(n), 4
+    for world in (1, 2, 3):
+        for workers in (1, 2):  # data.num_workers=0 reads as one worker
+            for drop_last in (False, True):
+                streams = [stream_of(Decodes(records), batch, drop_last, r, world, shuffle_buffer=0) for r in range(world)]
+                order = epoch_order(records.file_of, 7, 3)
+                per_rank = -(-n // world)
+                padded = np.resize(order, per_rank * world)
+                parts = {(r, w): streams[r].part(3, w, workers) for r in range(world) for w in range(workers)}
+                for r in range(world):
+                    mine = np.concatenate([parts[r, w] for w in range(workers)])
+                    # the rank's contiguous part of the epoch's order, dealt to its workers in whole batches
+                    assert mine.tolist() == padded[r * per_rank : r * per_rank + len(mine)].tolist()
+                    assert all(len(parts[r, w]) % batch == 0 for w in range(workers - 1))
+                    assert sum(-(-len(parts[r, w]) // batch) for w in range(workers)) == len(streams[r])
+                    assert len(mine) == (len(streams[r]) * batch if drop_last else per_rank)
+                assert len({len(s) for s in streams}) == 1  # as many batches on every rank
+                assert len(streams[0]) == (per_rank // batch if drop_last else -(-per_rank // batch))
+                seen = Counter(np.concatenate(list(parts.values())).tolist())
+                if not drop_last:
+                    assert seen == Counter(padded.tolist())
+                    if n % world == 0:
+                        assert seen == Counter(range(n)), (world, workers)  # every image exactly once
+                # a part's inner shards are its own: only the shards at its two ends are shared
+                for key, part in parts.items():
+                    inner = set(records.file_of[part].tolist()) - {records.file_of[part[0]], records.file_of[part[-1]]}
+                    others = {f for k, p in parts.items() if k != key for f in records.file_of[p].tolist()}
+                    assert not inner & others, (world, workers, key)
+    epochs = [epoch_order(records.file_of, 7, e) for e in (0, 1)]
+    assert sorted(epochs[0].tolist()) == list(range(n)) and epochs[0].tolist() != epochs[1].tolist()
+    assert epoch_order(records.file_of, 8, 0).tolist() != epochs[0].tolist()  # the run's seed counts too
+
+
+def stream_of(dataset, batch_size: int, drop_last: bool, rank: int, world: int, shuffle_buffer: int) -> ShardStream:
+    return ShardStream(
+        dataset, batch_size=batch_size, drop_last=drop_last, rank=rank, world=world, seed=7, shuffle_buffer=shuffle_buffer
+    )
+
+
+def raw(server, store: str, cache: str, **overrides):
+    """The data module, set up, whose training batches are the stored pixels (no mean, no colour noise)."""
+    dm = module(server, store, cache_dir=cache, mean="none", pca_lighting=False, **overrides)
+    dm.setup("fit")
+    return dm
+
+
+def train_images(server, tmp_path):
+    """The local store's module and its training images' digests, by index."""
+    local = raw(server, str(server["store"]), str(tmp_path / "local"))
+    images = local.datasets["train"]
+    return local, [digest(images[i][0]) for i in range(len(images))]
+
+
+def test_streamed_batches_are_the_stores_images_read_by_range_at_the_cuts_within_the_cache_bound(server, tmp_path, monkeypatch):
+    """Three ranks' streams from S3 through a cache of three shards, two epochs: each batch holds
+    the images of the stream's own plan, pixel for pixel; the shards cut between two ranks are read
+    by byte range, each less than its shard; the cache folder never holds more than its bound."""
+    shard_bytes = {p.name: p.stat().st_size for p in (server["store"] / "train").glob("*.tar")}
+    bound_gb = 3 * max(shard_bytes.values()) / 1e9
+    dm = raw(server, f"s3://{BUCKET}/store", str(tmp_path / "cache"), cache_gb=bound_gb)
+    local, digests = train_images(server, tmp_path)
+    assert dm.streamed and not local.streamed  # data.stream=null: on for a URL store only
+    records, cache = dm.datasets["train"].records, dm.datasets["train"].records.shards
+    ranges = []
+    read_range = cache.range
+    monkeypatch.setattr(cache, "range", lambda url, start, end: ranges.append((url, end - start)) or read_range(url, start, end))
+    largest = 0
+    for epoch in (0, 1):
+        seen = []
+        for rank in range(3):
+            stream = stream_of(SkipUnreadable(ImageRecords(records, 76)), 5, True, rank, 3, shuffle_buffer=3)
+            stream.set_epoch(epoch)
+            planned = list(buffer_shuffle(stream.part(epoch, 0, 1), 3, stream.shuffle_rng(epoch, 0)))
+            got = []
+            for x, *_ in map(collate, stream):
+                got += [digest(image) for image in x]
+                largest = max(largest, cache.used())
+            assert got == [digests[i] for i in planned] and len(got) == 10
+            seen += got
+        assert Counter(seen) == Counter(digests)  # 30 images over 3 ranks: each once
+    assert 0 < largest <= bound_gb * 1e9 and cache.evicted > 0
+    assert ranges and all(size < shard_bytes[url.rsplit("/", 1)[1]] for url, size in ranges), ranges
+    assert cache.ranged_bytes == sum(size for _, size in ranges)
+    print("streamed, 3 ranks, 2 epochs, cache of 3 shards:", cache.stats())
+
+    # data.stream=true on a local store: the same plan read from the local shards
+    stream = raw(server, str(server["store"]), str(tmp_path / "local"), stream=True).train_dataloader().dataset
+    planned = list(buffer_shuffle(stream.part(0, 0, 1), stream.shuffle_buffer, stream.shuffle_rng(0, 0)))
+    assert [digest(image) for x, *_ in map(collate, stream) for image in x] == [digests[i] for i in planned[:24]]
+
+
+def test_streamed_loader_workers_take_the_epoch_each_from_its_own_part(server, tmp_path):
+    """Two persistent loader workers: the epoch set in the main process reaches them (shared memory),
+    each yields its own part's batches in turn, and the next epoch's order is another."""
+    dm = raw(server, f"s3://{BUCKET}/store", str(tmp_path / "cache"), num_workers=2, batch_size=5)
+    _, digests = train_images(server, tmp_path)
+    loader = dm.train_dataloader()
+    assert isinstance(loader, StreamLoader) and len(loader) == 6  # 30 images in batches of 5, one rank
+    stream, orders = loader.dataset, []
+    for epoch in (0, 1):
+        stream.set_epoch(epoch)  # the Trainer's epoch, through StreamLoader, in a run
+        got = [[digest(image) for image in x] for x, *_ in loader]
+        planned = [
+            [digests[i] for i in buffer_shuffle(stream.part(epoch, w, 2), stream.shuffle_buffer, stream.shuffle_rng(epoch, w))]
+            for w in range(2)
+        ]
+        assert [d for b in got[0::2] for d in b] == planned[0] and [d for b in got[1::2] for d in b] == planned[1]
+        orders.append([d for b in got for d in b])
+    assert Counter(orders[0]) == Counter(orders[1]) == Counter(digests) and orders[0] != orders[1]
+
+
+def test_streaming_needs_a_store_and_a_buffer_of_zero_or_more(server, tmp_path):
+    folders = data_module(server["root"], "synthetic", stream=True, cache_dir=str(tmp_path / "cache"), num_workers=0, **SPEC)
+    with pytest.raises(ConfigError, match=r"^data.stream: true streams a prepared store's shards, and .* holds the folder"):
+        folders.setup("fit")
+    with pytest.raises(ConfigError, match=r"^data.shuffle_buffer: must be >= 0 images, got -1$"):
+        build("data", instantiate, data_node(server["root"], "synthetic", shuffle_buffer=-1))
+
+
+def test_two_ranks_streaming_from_s3_train_on_every_image_once_per_epoch(server, tmp_path):
+    """A real DDP run (2 gloo processes, 2 loader workers each) from the S3 server, 2 epochs. The
+    crop is the whole image, with no reflection, colour noise or mean: a batch's pixels are the
+    stored images', so a callback (tests/seen_images.py) names the images each rank trained on."""
+    _, digests = train_images(server, tmp_path)
+    run = tmp_path / "run"
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in (str(ROOT / "tests"), os.environ.get("PYTHONPATH")) if p)}
+    run_train(
+        f"data.root={server['root']}",
+        f"data.store=s3://{BUCKET}/store",
+        f"+data.storage_options.client_kwargs.endpoint_url={server['endpoint']}",
+        f"data.cache_dir={tmp_path}/cache",
+        *[f"data.{k}={v}" for k, v in SPEC.items()],
+        "data.batch_size=10",  # 5 a rank: 15 images a rank, 3 batches, split 1 + 2 over its workers
+        "data.num_workers=2",
+        "data.crop_size=76",
+        "data.flip=false",
+        "data.pca_lighting=false",
+        "data.mean=none",
+        "trainer=ddp_cpu",
+        "trainer.max_epochs=2",
+        "+trainer.limit_val_batches=1",
+        "test=false",
+        "logger=none",
+        "++figures=false",
+        "++callbacks.model_checkpoint.save_top_k=0",
+        "+callbacks.seen._target_=seen_images.SeenImages",
+        f"hydra.run.dir={run}",
+        env=env,
+    )
+    assert "IterableDataset" not in (run / "train.log").read_text()  # its length is exact: Lightning's doubt is not shown
+    seen = {r: [line.split() for line in (run / f"seen_rank{r}.txt").read_text().splitlines()] for r in (0, 1)}
+    for epoch in ("0", "1"):
+        per_rank = [[d for e, d in seen[r] if e == epoch] for r in (0, 1)]
+        assert [len(p) for p in per_rank] == [15, 15]
+        assert Counter(per_rank[0] + per_rank[1]) == Counter(digests), epoch  # every image once across the job
+    assert [d for e, d in seen[0] if e == "0"] != [d for e, d in seen[0] if e == "1"]  # another order each epoch

@@ -84,7 +84,7 @@ class ImageFolderDataModule(L.LightningDataModule):
         if max_bad_images < 0:
             raise ValueError(f"max_bad_images must be >= 0, got {max_bad_images}")
         if shuffle_buffer < 0:
-            raise ConfigError(f"data.shuffle_buffer: must be >= 0 images, got {shuffle_buffer}")
+            raise ValueError(f"shuffle_buffer must be >= 0 images, got {shuffle_buffer}")
         # "~" expanded: Hydra passes data.root='~/data' as written, and no shell expands it.
         self.root = Path(root).expanduser()
         # A URL (s3://, gs://, https://, file://) is read through fsspec (``remote``); a path from disk.

@@ -43,6 +43,8 @@ def instantiate_all(cfg: DictConfig | None, key: str) -> list:
 def quiet_duplicates() -> None:
     one_console()  # Lightning's messages once, through Hydra's handlers; no advertisements
     warnings.filterwarnings("ignore", message=".*treespec.*LeafSpec.*")
+    # A streamed training split's length is exact: each loader worker reads its own part (alexnet.data.stream).
+    warnings.filterwarnings("ignore", message="Your `IterableDataset` has `__len__` defined")
 
 
 def train(cfg: DictConfig) -> dict:
