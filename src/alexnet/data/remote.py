@@ -1,12 +1,12 @@
 """A prepared store read through fsspec (``data.store=s3://bucket/prefix``, ``gs://``, ``https://``,
-``file://``): its ``index.json`` and shard markers at the start, each shard fetched whole on its
-first read into a local cache bounded by ``data.cache_gb`` (least recently used shards evicted).
-The dataset is never copied whole unless the bound allows it.
+``file://``): its ``index.json`` and shard markers at the start, then shards fetched whole into a
+local cache bounded by ``data.cache_gb`` (least recently used shards evicted), or a part of a shard
+by byte range, into memory only. The dataset is never copied whole unless the bound allows it.
 
-Reading keeps the local store's design: one map-style dataset over every record, shuffled by the
-sampler (Lightning's distributed sampler splits it over the ranks, the loader over its workers),
-so each image is read once per epoch across the job, in the same order as from the local store.
-Only where a record's bytes come from changes: the cached shard file (``ByteReader``).
+The training split is streamed (``stream``: each rank and loader worker its own run of shards,
+fetched a piece ahead). Validation and test, and training with ``data.stream=false``, keep the
+local store's design: one map-style dataset over every record, shuffled by the sampler, whose
+records' bytes come from the cached shard file (``ByteReader``).
 
 Credentials come from where the storage's own library looks (s3fs/botocore: the environment,
 ``~/.aws/credentials``, the instance role); ``data.storage_options`` goes to the filesystem as is

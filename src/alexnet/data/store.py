@@ -9,8 +9,9 @@ Layout (WebDataset tar shards, each with a JSON index of its members' byte offse
     OUT/<split>/shard-000000.json   the shard's done marker: keys, labels, source ids, byte offsets
 
 Any WebDataset reader streams the shards (``webdataset.WebDataset("OUT/train/shard-{000000..000099}.tar")``);
-this project reads them by offset instead, as a map-style dataset: exact shuffling, a length,
-and Lightning's distributed sampler, with no per-sample iterator overhead.
+this project reads them by offset instead: as a map-style dataset (exact shuffling, a length,
+Lightning's distributed sampler), or for training, as a stream of whole shards per loader worker
+(``stream``; a URL store's default).
 
 A store read in place of ``data.root`` (``data.store``) is first compared with what the root
 holds, when it exists: the same classes in the same order, and per split the same files with
