@@ -26,6 +26,7 @@ from alexnet.data.batches import collate
 from alexnet.data.datasets import ImageRecords, SkipUnreadable
 from alexnet.data.records import Records
 from alexnet.data.remote import Remote, ShardCache
+from alexnet.data.stats import whole_shards
 from alexnet.data.stream import ShardStream, StreamLoader, buffer_shuffle, epoch_order
 from alexnet.errors import ConfigError, RunStopped, StoreUnreachable
 from alexnet.training.config import build
@@ -486,6 +487,15 @@ def test_streaming_needs_a_store_and_a_buffer_of_zero_or_more(server, tmp_path):
         folders.setup("fit")
     with pytest.raises(ConfigError, match=r"^data.shuffle_buffer: must be >= 0 images, got -1$"):
         build("data", instantiate, data_node(server["root"], "synthetic", shuffle_buffer=-1))
+
+
+def test_the_statistics_of_a_streamed_store_read_a_few_whole_shards_spread_over_the_split():
+    file_of = np.repeat(np.arange(100), 10)  # 100 shards of 10 images, as prepare writes them: shard after shard
+    chosen = whole_shards(file_of, 35)
+    shards = sorted(set(file_of[chosen].tolist()))
+    assert len(chosen) == 35 and len(set(chosen)) == 35
+    assert len(shards) == 4 and shards[0] == 0 and shards[-1] > 50  # whole shards, spread out: not the first four
+    assert whole_shards(file_of, 0) is None and whole_shards(file_of, 1000) is None  # all of them
 
 
 def test_two_ranks_streaming_from_s3_train_on_every_image_once_per_epoch(server, tmp_path):

@@ -24,7 +24,7 @@ from alexnet.data.decode import decode_batch
 from alexnet.data.records import Records
 from alexnet.data.remote import RemoteStoreSource, is_url
 from alexnet.data.sources import class_difference, open_source
-from alexnet.data.stats import load_or_compute
+from alexnet.data.stats import load_or_compute, whole_shards
 from alexnet.data.store import StoreSource, check_prepared_from, is_store
 from alexnet.data.stream import ShardStream, StreamLoader, run_seed
 from alexnet.data.unreadable import UnreadableCounter
@@ -277,6 +277,8 @@ class ImageFolderDataModule(L.LightningDataModule):
                 self.num_workers,
                 collate_fn=collate,
                 unreadable=self.unreadable,
+                # Streamed: a few whole shards, not images spread over every shard (stats.whole_shards).
+                indices=whole_shards(train.records.file_of, self.stats_images) if self.streams_training() else None,
             )
         if self.mean_mode == "per_pixel":
             mean = stats["mean_image"]

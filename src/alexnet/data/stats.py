@@ -12,6 +12,7 @@ import hashlib
 import logging
 import time
 
+import numpy as np
 import torch
 from rich.progress import track
 from torch.utils.data import DataLoader, Dataset, Subset
@@ -42,18 +43,42 @@ def first_line(err: BaseException) -> str:
     return f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}"
 
 
+def evenly_spaced(n: int, max_images: int) -> list[int] | None:
+    """At most ``max_images`` of ``n`` indices, evenly spaced; None: all of them (0, or n is fewer)."""
+    return torch.linspace(0, n - 1, max_images).long().tolist() if max_images and n > max_images else None
+
+
+def whole_shards(file_of: np.ndarray, max_images: int) -> list[int] | None:
+    """At most ``max_images`` indices, the images of evenly spaced whole shards (``file_of``: each
+    image's shard). For a store read over the network: evenly spaced images would touch every shard
+    (ImageNet's 10,000 of 1.28 million: 8 in each of its 1,281), fetching the whole split before the
+    first step. ``prepare`` shuffles the training images before cutting shards, so a shard is a
+    random sample of the split and a few whole shards are as good a sample as spread-out images."""
+    if not max_images or len(file_of) <= max_images:
+        return None
+    shards, counts = np.unique(file_of, return_counts=True)
+    needed = min(len(shards), -(-max_images * len(shards) // len(file_of)) + 1)
+    chosen = shards[np.linspace(0, len(shards) - 1, needed).round().astype(int)]
+    return np.flatnonzero(np.isin(file_of, chosen))[:max_images].tolist()
+
+
 def compute_stats(
-    dataset: Dataset, max_images: int, num_workers: int = 0, collate_fn=None, unreadable: UnreadableCounter | None = None
+    dataset: Dataset,
+    max_images: int,
+    num_workers: int = 0,
+    collate_fn=None,
+    unreadable: UnreadableCounter | None = None,
+    indices: list[int] | None = None,
 ) -> dict[str, torch.Tensor]:
     """Mean image (3, R, R) on the 0..255 scale, and eigval/eigvec of the 3x3 RGB covariance
     on the 0..1 scale (the convention of the published ImageNet constants).
 
-    Uses an evenly spaced subset of at most ``max_images`` images (all of them when 0). A dataset
-    that skips unreadable images (``SkipUnreadable``) reports them to ``unreadable``.
+    Uses ``indices``, else an evenly spaced subset of at most ``max_images`` images (all of them
+    when 0). A dataset that skips unreadable images (``SkipUnreadable``) reports them to ``unreadable``.
     """
-    n = len(dataset)
-    if max_images and n > max_images:
-        dataset = Subset(dataset, torch.linspace(0, n - 1, max_images).long().tolist())
+    indices = indices if indices is not None else evenly_spaced(len(dataset), max_images)
+    if indices is not None:
+        dataset = Subset(dataset, indices)
     # Its own generator: iterating a loader draws a seed, which must not shift the run's global RNG.
     loader = DataLoader(dataset, batch_size=256, num_workers=num_workers, generator=torch.Generator(), collate_fn=collate_fn)
     total = None
@@ -95,8 +120,10 @@ def load_or_compute(
     num_workers: int = 0,
     collate_fn=None,
     unreadable: UnreadableCounter | None = None,
+    indices: list[int] | None = None,
 ) -> dict:
-    """The cached statistics of ``dataset`` (``classes`` and ``files_fingerprint`` identify it), else computed and cached."""
+    """The cached statistics of ``dataset`` (``classes`` and ``files_fingerprint`` identify it), else
+    computed (over ``indices`` where given: ``compute_stats``) and cached."""
     name = stats_name(split, resize, max_images, classes, files_fingerprint)
     for path in cache.existing(name):
         try:
@@ -117,7 +144,7 @@ def load_or_compute(
             )
             return stats
         log.warning("%s: a training-set statistics cache of other classes: computing them again", path)
-    stats = compute_stats(dataset, max_images, num_workers, collate_fn, unreadable)
+    stats = compute_stats(dataset, max_images, num_workers, collate_fn, unreadable, indices)
     stats["classes"] = list(classes)
     cache.write(name, lambda tmp: torch.save(stats, tmp), "the training-set statistics")
     return stats
