@@ -51,7 +51,7 @@ def evenly_spaced(n: int, max_images: int) -> list[int] | None:
 def whole_shards(file_of: np.ndarray, max_images: int) -> list[int] | None:
     """At most ``max_images`` indices, the images of evenly spaced whole shards (``file_of``: each
     image's shard). For a store read over the network: evenly spaced images would touch every shard
-    (ImageNet's 10,000 of 1.28 million: 8 in each of its 1,281), fetching the whole split before the
+    (ImageNet's 10,000 of 1.28 million: 8 in each of its 1,282), fetching the whole split before the
     first step. ``prepare`` shuffles the training images before cutting shards, so a shard is a
     random sample of the split and a few whole shards are as good a sample as spread-out images."""
     if not max_images or len(file_of) <= max_images:
