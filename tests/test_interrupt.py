@@ -5,6 +5,7 @@ session's fitting time; a NaN loss stops the run and keeps the last good checkpo
 
 import csv
 import json
+import multiprocessing
 import signal
 import subprocess
 import sys
@@ -111,10 +112,13 @@ def test_a_run_stopped_three_ways_continues_to_the_end(tmp_path):
 
 
 def test_nan_loss_stops_the_run_and_keeps_the_last_good_checkpoint(tmp_path):
-    # lr 30: the first epoch's two steps stay finite, the next loss is NaN.
+    # lr 30: the first epoch's two steps stay finite, the next loss is NaN; it is read as validation
+    # starts, where Lightning tears down only the validation loop. One persistent loader worker: the
+    # run must stop it (workers ignore SIGTERM, so one left running would hang the process's exit).
     run = tmp_path / "run"
     with pytest.raises(RunStopped) as stop:  # train.py prints it and exits with its code
-        train_in_process(run, *toy(tmp_path / "data", 3, "+trainer.limit_train_batches=2", "optim.lr=30"))
+        train_in_process(run, *toy(tmp_path / "data", 3, "+trainer.limit_train_batches=2", "optim.lr=30", "data.num_workers=1"))
+    assert multiprocessing.active_children() == []
     last = run / "checkpoints" / "last.ckpt"
     assert stop.value.exit_code == ExitCode.DIVERGED
     assert "training loss is nan at epoch 1" in str(stop.value) and f"the last good checkpoint is {last}" in str(stop.value)

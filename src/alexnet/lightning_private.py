@@ -15,6 +15,7 @@ from lightning.pytorch.loggers.csv_logs import ExperimentWriter
 from lightning.pytorch.loops.fit_loop import _FitLoop
 from lightning.pytorch.loops.training_epoch_loop import _TrainingEpochLoop
 from lightning.pytorch.strategies.launchers import subprocess_script
+from lightning.pytorch.utilities import combined_loader
 
 # (owner, name, why): checked by missing_names().
 USED = [
@@ -28,6 +29,7 @@ USED = [
     (ExperimentWriter, "_check_log_dir_exists", "Lightning's CSV writer deletes metrics.csv of a resumed run here"),
     (CSVLogger, "_experiment", "build the resuming writer lazily, on rank zero only"),
     (subprocess_script, "_hydra_subprocess_cmd", "the command line of DDP ranks > 0 under Hydra: this job's overrides"),
+    (combined_loader, "_shutdown_workers_and_reset_iterator", "stop a loader's persistent workers when its run ends"),
 ]
 
 
@@ -104,3 +106,9 @@ def epoch_batches_done(trainer: L.Trainer) -> bool:
 def set_ddp_child_command(command: Callable[[int], tuple[list[str], str]]) -> None:
     """Lightning's launcher looks this function up at call time; replacing it is the one change needed."""
     subprocess_script._hydra_subprocess_cmd = command
+
+
+def shutdown_workers(loader) -> None:
+    """Stops a DataLoader's worker processes (a persistent loader keeps them between epochs), as
+    Lightning does when it tears down the loop that reads the loader."""
+    combined_loader._shutdown_workers_and_reset_iterator(loader)

@@ -30,6 +30,7 @@ from alexnet.data.stream import ShardStream, StreamLoader, run_seed
 from alexnet.data.unreadable import UnreadableCounter
 from alexnet.data.workers import worker_init
 from alexnet.errors import ConfigError
+from alexnet.lightning_private import shutdown_workers
 from alexnet.paths import RunDir
 
 log = logging.getLogger(__name__)
@@ -94,6 +95,7 @@ class ImageFolderDataModule(L.LightningDataModule):
         self.stream, self.shuffle_buffer = stream, shuffle_buffer
         self.streamed = False  # the training split read as a stream of shards (``stream``): set by setup
         self.unreadable = UnreadableCounter(max_bad_images)
+        self.loaders: list[DataLoader] = []  # every loader made, so that their workers can be stopped (close_loaders)
         self.num_classes = num_classes
         self.splits = {"train": train_split, "val": val_split, "test": test_split}
         self.resize, self.crop_size, self.flip = resize, crop_size, flip
@@ -328,8 +330,17 @@ class ImageFolderDataModule(L.LightningDataModule):
                 seed=run_seed(),
                 shuffle_buffer=self.shuffle_buffer,
             )
-            return StreamLoader(stream, epoch=(lambda: trainer.current_epoch) if trainer is not None else None, **workers)
-        return DataLoader(dataset, batch_size=self.device_batch_size(), shuffle=shuffle, drop_last=shuffle, **workers)
+            loader = StreamLoader(stream, epoch=(lambda: trainer.current_epoch) if trainer is not None else None, **workers)
+        else:
+            loader = DataLoader(dataset, batch_size=self.device_batch_size(), shuffle=shuffle, drop_last=shuffle, **workers)
+        self.loaders.append(loader)
+        return loader
+
+    def close_loaders(self) -> None:
+        """Stops the worker processes of every loader this module made (persistent ones outlive their epoch)."""
+        for loader in self.loaders:
+            shutdown_workers(loader)
+        self.loaders.clear()
 
     def repeat_train(self, images: int) -> None:
         """After ``setup``: the training split's records, over again until there are ``images`` or more.

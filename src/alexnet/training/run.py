@@ -101,6 +101,16 @@ def run(cfg: DictConfig) -> dict:
     out = Path(cfg.paths.output_dir)
     out.mkdir(parents=True, exist_ok=True)
     datamodule = build("data", instantiate, cfg.data)
+    try:
+        return fit_and_test(cfg, datamodule, out)
+    finally:
+        # Loader workers ignore SIGTERM (alexnet.data.workers), so a persistent one left running by a
+        # run that stopped mid-validation (Lightning then tears down only the validation loop) would
+        # block this process's exit: multiprocessing's exit handler terminates and joins every child.
+        datamodule.close_loaders()
+
+
+def fit_and_test(cfg: DictConfig, datamodule, out: Path) -> dict:
     if cfg.data.get("num_classes", 0) is None:  # null: counted now; model.num_classes follows by interpolation
         cfg.data.num_classes = num_classes(datamodule)
     build("optim", PaperSGD, **as_dict(cfg, "optim"))  # its value errors are reported under optim.
