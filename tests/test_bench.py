@@ -5,6 +5,7 @@ import math
 import statistics
 
 import pytest
+import torch
 
 from alexnet.bench import model
 
@@ -170,7 +171,9 @@ def test_loader_from_the_store_vs_from_s3_on_loopback_gives_both_rows(tmp_path, 
     monkeypatch.setenv("COLUMNS", "250")  # rich's table, unwrapped
     monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))  # the bench's caches, where the test can see them
     argv = ["--images", str(tmp_path / "raw"), "--store", str(tmp_path / "store"), "--s3", "--rounds", "1"]
+    threads = torch.get_num_threads()
     local, s3, ratio = data_bench.main([*argv, "--batch-size", "8"])["s3"]  # 2 batches an epoch
+    assert torch.get_num_threads() == threads  # its one thread is put back: the model rows come after it
     for row in (local, s3):
         assert math.isfinite(row["images_per_s"]) and row["images_per_s"] > 0 and row["wall_images_per_s"] > 0, row
         assert row["range"] == (row["images_per_s"], row["images_per_s"])  # one round

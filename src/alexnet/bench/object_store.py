@@ -84,6 +84,7 @@ def run(store: Path, split: str, rounds: int, batch_size: int) -> list[dict]:
         import moto  # noqa: F401 - the server's own package
     except ImportError:
         raise SystemExit("--s3 runs moto's S3 server: install the dev extras (pip install -e '.[dev]')") from None
+    threads = torch.get_num_threads()  # put back at the end: the whole-table bench times the model after this
     torch.set_num_threads(1)
     resize = StoreSource(store).resize
     work = Path(tempfile.mkdtemp(prefix="alexnet-bench-s3-"))
@@ -104,6 +105,7 @@ def run(store: Path, split: str, rounds: int, batch_size: int) -> list[dict]:
                         timed[name].append(result)
     finally:
         shutil.rmtree(work, ignore_errors=True)
+        torch.set_num_threads(threads)
     images = timed["local"][0]["images"]
     rows = []
     for name, label in (
