@@ -4,21 +4,15 @@ session's shared runs, and how `make test` spreads the files over two workers.""
 # The test processes are entry points too: tuned first, before torch loads, as train.py tunes itself.
 # Above all OpenMP's idle threads sleep (OMP_WAIT_POLICY=PASSIVE): with torch's default they spin,
 # and two workers spinning on two cores ran the torch-bound tests 2-5x slower than one worker.
-import os  # noqa: I001 - before torch loads
-
 from alexnet.host import tune_process
 
 tune_process()
-# Under pytest-xdist, the cores shared out: each worker's torch (and the runs it starts, which inherit
-# the environment) takes cores / workers intra-op threads, not every core each. Two workers of two
-# threads on `make test`'s two cores made four threads take turns on two.
-if os.environ.get("PYTEST_XDIST_WORKER_COUNT"):
-    os.environ.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // int(os.environ["PYTEST_XDIST_WORKER_COUNT"]))))
 
 import contextlib
 import importlib.util
 import io
 import logging
+import os
 import random
 import shutil
 import signal
