@@ -28,10 +28,9 @@ format: install
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
 
-# Two workers (pytest-xdist), a test file each at a time, in the order tests/conftest.py gives them
-# (the longest first), not xdist's default reorder by the number of tests in a file.
+# Two workers (pytest-xdist), a test file each at a time (tests/conftest.py: the units and their order).
 test: lint
-	$(BIN)/python -m pytest -q -n 2 --dist loadfile --no-loadscope-reorder --durations=15 $(ARGS)
+	$(BIN)/python -m pytest -q -n 2 --dist loadfile --durations=15 $(ARGS)
 
 test-fast: lint
 	$(BIN)/python -m pytest -q -m "not slow" $(ARGS)

@@ -270,16 +270,6 @@ def shared_data() -> Path:
 # needs them). Files holding a slow test go first, so the longest runs overlap the rest of the
 # suite instead of running last, alone. (--dist loadgroup would also keep the session's runs on
 # one worker, but with pytest 9.2 it silently stops grouping: pytest-dev/pytest-xdist#1386.)
-def expected_seconds(item) -> float:
-    """What a test's ``slow(seconds=N)`` marker says it takes on 2 cores; 0 for the rest."""
-    marker = item.get_closest_marker("slow")
-    return marker.kwargs.get("seconds", 60) if marker else 0
-
-
 def pytest_collection_modifyitems(items):
-    # Files run whole on a worker (--dist loadfile, --no-loadscope-reorder: the Makefile), longest
-    # first: a long file left for the end keeps one worker busy while the other has nothing to do.
-    longest: dict = {}
-    for item in items:
-        longest[item.path] = max(longest.get(item.path, 0), expected_seconds(item))
-    items.sort(key=lambda item: -longest[item.path])  # stable: the order stays within each file
+    slow_files = {item.path for item in items if item.get_closest_marker("slow")}
+    items.sort(key=lambda item: item.path not in slow_files)  # stable: the file order stays within each

@@ -20,7 +20,6 @@ def jobs(sweep):
     return sorted(p for p in sweep.iterdir() if p.is_dir() and not p.name.startswith("."))
 
 
-@pytest.mark.slow(seconds=25)
 def test_two_gloo_processes_match_one_process_in_a_multirun(tmp_path):
     prepare(tmp_path / "data", "data.resize=67")
     sweep = tmp_path / "sweep"
@@ -62,7 +61,6 @@ def ddp_job(sweep: Path) -> int | None:
     return next((job for job in jobs if any(ppid == job and "train.py" in cmd for ppid, cmd in table.values())), None)
 
 
-@pytest.mark.slow(seconds=40)
 def test_submitit_ddp_job_pre_empted_requeued_and_resumed(tmp_path):
     """A DDP job (2 gloo ranks) through submitit's local mode, as on SLURM, gets submitit's
     pre-emption signal mid-epoch; both ranks stop at one batch, last.ckpt is saved, submitit

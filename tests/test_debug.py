@@ -3,7 +3,6 @@ report in the run folder. (debug=limit and every other option compose: tests/tes
 
 import logging
 
-import pytest
 from conftest import ONE_BATCH
 from longrun import train_here
 
@@ -21,7 +20,6 @@ def overfit_verdicts(caplog) -> list[str]:
     return [r.getMessage() for r in caplog.records if r.getMessage().startswith("overfit:")]
 
 
-@pytest.mark.slow(seconds=12)
 def test_the_net_learns_a_batch_by_heart_on_the_built_in_set(tmp_path, caplog):
     """One batch of 4 synthetic images (about 80 steps): fitting stops once the loss is below the threshold."""
     caplog.set_level(logging.INFO, logger="alexnet.callbacks.overfit")

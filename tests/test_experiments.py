@@ -73,7 +73,6 @@ def test_star_presets():
     assert OmegaConf.is_missing(finetune_cfg, "init_from") and finetune_cfg.model.extra_conv is True
 
 
-@pytest.mark.slow(seconds=20)
 def test_every_preset_runs_a_fast_dev_run(tmp_path):
     """One multirun over the presets, by the README's glob (the fine-tune needs a checkpoint: below)."""
     sweep = tmp_path / "sweep"

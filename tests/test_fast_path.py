@@ -34,7 +34,6 @@ def batch():
     return torch.randn(8, 3, 67, 67) * 60, torch.randint(0, 10, (8,))
 
 
-@pytest.mark.slow(seconds=15)
 def test_channels_last_and_compile_match_the_plain_path(batch):
     x, y = batch
     plain = LitAlexNet(MODEL, OPTIM)

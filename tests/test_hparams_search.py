@@ -51,7 +51,6 @@ def table(folder) -> list[dict]:
         return list(csv.DictReader(f))
 
 
-@pytest.mark.slow(seconds=30)
 def test_a_search_runs_its_trials_and_keeps_them_in_a_study_in_the_sweep_folder(searched):
     folder, first, continued, first_trial = searched
     study = optuna.load_study(study_name="lr_init", storage=f"sqlite:///{folder}/optuna.db")

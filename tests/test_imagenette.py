@@ -173,7 +173,7 @@ def test_an_unreadable_training_image_is_skipped_counted_and_limited(imagenette,
     assert "epoch 0: skipped 1 unreadable training images (data.max_bad_images=100)" in log
 
 
-@pytest.mark.slow(seconds=60)
+@pytest.mark.slow
 def test_a_short_cpu_run_on_real_photos_learns(imagenette, tmp_path):
     """Eight epochs of the demo's recipe (Caffe's init, lr 0.01) on 1000 photos, with
     model.lrn=false: at a 67-pixel crop fc6 sees 256 inputs instead of 9216, and with LRN (k=2)

@@ -28,7 +28,6 @@ AtomicCheckpointIO().save_checkpoint({"state_dict": {"w": torch.ones(2**26)}, "g
 """
 
 
-@pytest.mark.slow(seconds=25)
 def test_a_run_stopped_three_ways_continues_to_the_end(tmp_path):
     prepare(tmp_path / "data")
     run, ckpts = tmp_path / "run", tmp_path / "run" / "checkpoints"

@@ -192,7 +192,7 @@ def test_traces_under_torch_compile_in_one_graph():
     compiled_equals_eager("aot_eager")
 
 
-@pytest.mark.slow(seconds=10)
+@pytest.mark.slow
 def test_inductor_compiled_forward_and_backward_equal_eager():
     """With inductor (C++ code generation, tens of seconds on a small CPU)."""
     torch._dynamo.reset()

@@ -498,7 +498,6 @@ def test_the_statistics_of_a_streamed_store_read_a_few_whole_shards_spread_over_
     assert whole_shards(file_of, 0) is None and whole_shards(file_of, 1000) is None  # all of them
 
 
-@pytest.mark.slow(seconds=20)
 def test_two_ranks_streaming_from_s3_train_on_every_image_once_per_epoch(server, tmp_path):
     """A real DDP run (2 gloo processes, 2 loader workers each) from the S3 server, 2 epochs. The
     crop is the whole image, with no reflection, colour noise or mean: a batch's pixels are the

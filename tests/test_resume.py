@@ -32,7 +32,6 @@ def runs(request):
     return root
 
 
-@pytest.mark.slow(seconds=20)
 def test_stopped_after_epoch_1_and_resumed_is_bitwise_the_uninterrupted_run(runs):
     a, b = checkpoint(runs / "whole" / "checkpoints" / "last.ckpt"), checkpoint(runs / "stopped" / "checkpoints" / "last.ckpt")
     assert (a["epoch"], a["global_step"]) == (b["epoch"], b["global_step"]) == (2, 6)

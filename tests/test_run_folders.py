@@ -33,7 +33,6 @@ def test_run_id_is_the_slurm_job_else_the_process(monkeypatch):
     assert run_id() == "job76_3"
 
 
-@pytest.mark.slow(seconds=15)
 def test_two_runs_started_at_once_get_a_folder_each_and_resume_in_it(tmp_path):
     data, logs = tmp_path / "data", tmp_path / "outputs"
     prepare(data)

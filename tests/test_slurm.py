@@ -19,7 +19,7 @@ import slurm_cluster
 from conftest import ROOT, fixture_dir, with_eager_lrn
 from longrun import SAME_GRADIENT, checkpoint, prepare, start, tiny
 
-pytestmark = [pytest.mark.slurm, pytest.mark.slow(seconds=50)]
+pytestmark = [pytest.mark.slurm, pytest.mark.slow]
 
 # Every job through submitit, as on a cluster, but sized for this node (conf/hydra/launcher/slurm_cpu.yaml):
 # no GPU, one CPU per task.

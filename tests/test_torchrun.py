@@ -119,7 +119,6 @@ def only_folder(parent: Path) -> Path:
     return folder
 
 
-@pytest.mark.slow(seconds=30)
 def test_two_ranks_on_one_node_write_one_sweep_folder_and_one_folder_per_job(tmp_path):
     """A multirun of two jobs: both ranks run the sweep, into one folder; the second job runs in
     the process group of the first (a new group on torchrun's store would not connect)."""
@@ -153,7 +152,6 @@ def same_as_one_process(ddp: dict, one: dict) -> None:
         assert ddp[key] == one[key], key
 
 
-@pytest.mark.slow(seconds=25)
 def test_two_agents_as_two_nodes_write_one_run_folder_and_match_one_process(tmp_path, same_gradient):
     """Two torchrun agents, as on two nodes: one process each, a c10d rendezvous on 127.0.0.1 and
     no --rdzv-id; the second starts seconds later from another folder, with the same log_dir.
@@ -193,7 +191,6 @@ def worker(agent: subprocess.Popen, rank: int) -> int:
     raise AssertionError(f"no worker of rank {rank} among {children}")
 
 
-@pytest.mark.slow(seconds=40)
 def test_a_killed_rank_restarts_its_group_and_a_terminated_agent_saves_and_resumes(tmp_path, same_gradient):
     """torchrun --max-restarts=1 with ckpt_path=last: kill -9 of rank 1 after epoch 1 restarts both
     ranks, which resume from last.ckpt in the same folder; SIGTERM to the agent then stops them

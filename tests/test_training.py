@@ -98,7 +98,7 @@ def test_an_in_process_run_leaves_the_process_as_it_found_it(full_run):
     assert {k for k in before if before[k] != after[k]} == set()
 
 
-@pytest.mark.slow(seconds=130)
+@pytest.mark.slow
 def test_default_run_learns_far_above_chance(tmp_path):
     """The README's `python train.py`, on a fresh copy of the built-in dataset, its first 4 of 6
     epochs (the schedule does not depend on the epoch count; the last two cost the suite a minute):

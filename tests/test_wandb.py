@@ -171,7 +171,6 @@ def test_offline_run_then_resume_continues_the_same_run(tmp_path, wandb_env):
     assert artifacts(third) == [] and wandb_run(third)["summary"]["status"] == '"finished"'
 
 
-@pytest.mark.slow(seconds=10)
 def test_multirun_jobs_are_separate_runs_in_one_group(sweep):
     folder, _ = sweep  # python train.py -m ... logger=wandb model.dropout=0.2,1.5,0.3 (tests/conftest.py)
     runs = [wandb_run(f) for f in wandb_files(folder)]
