@@ -8,6 +8,7 @@ names; class index = position) and ``train_fingerprint()`` (its files' names and
 
 import logging
 import os
+import weakref
 from pathlib import Path
 from typing import Literal
 
@@ -95,7 +96,9 @@ class ImageFolderDataModule(L.LightningDataModule):
         self.stream, self.shuffle_buffer = stream, shuffle_buffer
         self.streamed = False  # the training split read as a stream of shards (``stream``): set by setup
         self.unreadable = UnreadableCounter(max_bad_images)
-        self.loaders: list[DataLoader] = []  # every loader made, so that their workers can be stopped (close_loaders)
+        # Every loader made and still in use, so that their workers can be stopped (close_loaders); weak:
+        # a loader no one holds stops its own workers, and its batch memory is not kept here.
+        self.loaders: weakref.WeakSet[DataLoader] = weakref.WeakSet()
         self.num_classes = num_classes
         self.splits = {"train": train_split, "val": val_split, "test": test_split}
         self.resize, self.crop_size, self.flip = resize, crop_size, flip
@@ -333,12 +336,12 @@ class ImageFolderDataModule(L.LightningDataModule):
             loader = StreamLoader(stream, epoch=(lambda: trainer.current_epoch) if trainer is not None else None, **workers)
         else:
             loader = DataLoader(dataset, batch_size=self.device_batch_size(), shuffle=shuffle, drop_last=shuffle, **workers)
-        self.loaders.append(loader)
+        self.loaders.add(loader)
         return loader
 
     def close_loaders(self) -> None:
         """Stops the worker processes of every loader this module made (persistent ones outlive their epoch)."""
-        for loader in self.loaders:
+        for loader in list(self.loaders):
             shutdown_workers(loader)
         self.loaders.clear()
 
