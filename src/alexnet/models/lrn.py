@@ -110,11 +110,14 @@ def fused_backward(
     return g * r + coefficient * a * shifted_window_sum(g * q, size, groups)
 
 
-# On a CPU, Inductor turns each of the two into one C++ loop over the tensor: a few passes over
-# memory instead of eight elementwise ops and a matrix product. dynamic=True: one kernel serves
-# every batch and image size. Built on first use (seconds; cached on disk by Inductor).
-compiled_forward = torch.compile(fused_forward, dynamic=True)
-compiled_backward = torch.compile(fused_backward, dynamic=True)
+@functools.cache
+def compiled(kernel):
+    """KERNEL through torch.compile. On a CPU, Inductor turns each of the two into one C++ loop over
+    the tensor: a few passes over memory instead of eight elementwise ops and a matrix product.
+    dynamic=True: one kernel serves every batch and image size. Built on first use (seconds; cached
+    on disk by Inductor), and wrapped on first use too: torch.compile imports torch's compiler,
+    about 1 s of every process's start, which the eager LRN does not need."""
+    return torch.compile(kernel, dynamic=True)
 
 
 @functools.cache
@@ -144,15 +147,15 @@ def as_blocks(t: torch.Tensor, groups: int) -> torch.Tensor:
 
 def compiled_forward_in_blocks(a: torch.Tensor, size: int, scale: float, beta: float, k: float, groups: int):
     if groups == 1 or not a.is_contiguous():  # channels-last: the masked window (fused_forward)
-        return run_compiled(compiled_forward, a, size, scale, beta, k, groups)
-    return tuple(t.view(a.shape) for t in run_compiled(compiled_forward, as_blocks(a, groups), size, scale, beta, k, 1))
+        return run_compiled(compiled(fused_forward), a, size, scale, beta, k, groups)
+    return tuple(t.view(a.shape) for t in run_compiled(compiled(fused_forward), as_blocks(a, groups), size, scale, beta, k, 1))
 
 
 def compiled_backward_in_blocks(g, a, r, q, size: int, coefficient: float, groups: int) -> torch.Tensor:
     if groups == 1 or not a.is_contiguous():
-        return run_compiled(compiled_backward, g, a, r, q, size, coefficient, groups)
+        return run_compiled(compiled(fused_backward), g, a, r, q, size, coefficient, groups)
     g, a, r, q = (as_blocks(t.contiguous(), groups) for t in (g, a, r, q))
-    return run_compiled(compiled_backward, g, a, r, q, size, coefficient, 1).view(a.shape[0] // groups, -1, *a.shape[2:])
+    return run_compiled(compiled(fused_backward), g, a, r, q, size, coefficient, 1).view(a.shape[0] // groups, -1, *a.shape[2:])
 
 
 def graph_kept() -> bool:
