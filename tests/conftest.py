@@ -11,6 +11,7 @@ tune_process()
 import contextlib
 import importlib.util
 import io
+import json
 import logging
 import os
 import random
@@ -24,6 +25,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from filelock import FileLock
 from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 from hydra.core.utils import run_job
@@ -222,16 +224,35 @@ def fixture_dir(request, name: str) -> Path:
     return path
 
 
+def once_per_suite(request, name: str, make) -> tuple[Path, subprocess.CompletedProcess]:
+    """MAKE(folder), a command run into FOLDER, once for the whole suite: a session fixture runs
+    once per xdist worker, so the second worker to need it waits for the first's (a file lock in
+    the workers' shared temporary folder, pytest-xdist's "execute only once" recipe) and reads it.
+    The folder is read-only to the tests and stays in pytest's temporary folder (no checkpoints)."""
+    if os.environ.get("PYTEST_XDIST_WORKER") is None:  # one process: an ordinary session fixture
+        folder = fixture_dir(request, name)
+        return folder, make(folder)
+    shared = request.getfixturevalue("tmp_path_factory").getbasetemp().parent
+    folder, record = shared / name, shared / f"{name}.json"
+    with FileLock(shared / f"{name}.lock"):
+        if not record.exists():
+            folder.mkdir()
+            proc = make(folder)
+            record.write_text(json.dumps([proc.args, proc.returncode, proc.stdout, proc.stderr]))
+    return folder, subprocess.CompletedProcess(*json.loads(record.read_text()))
+
+
 @pytest.fixture(scope="session")
 def cli_run(request):
     """One `python train.py debug=fdr ...` (a fast dev run) through the real command line: its run
     folder and its console, for the tests of the CLI's output (test_training, test_console)."""
-    tmp = fixture_dir(request, "cli")
-    run = tmp / "run"
-    proc = run_train(
-        "debug=fdr", f"data.root={tmp}/synthetic", "data.train_per_class=8", "data.val_per_class=4", f"hydra.run.dir={run}"
-    )
-    return run, proc
+
+    def make(tmp: Path) -> subprocess.CompletedProcess:
+        args = ["debug=fdr", f"data.root={tmp}/synthetic", "data.train_per_class=8", "data.val_per_class=4"]
+        return run_train(*args, f"hydra.run.dir={tmp / 'run'}")
+
+    tmp, proc = once_per_suite(request, "cli", make)
+    return tmp / "run", proc
 
 
 @pytest.fixture(scope="session")
@@ -239,23 +260,25 @@ def sweep(request):
     """One multirun through train.py with logger=wandb (offline), whose middle job has a bad value:
     the jobs' folders (test_training), W&B grouping (test_wandb) and a sweep that goes on past a
     failed job (bad_input/test_sweeps) are read from it."""
-    tmp = fixture_dir(request, "sweep")
-    folder = tmp / "sweep"
-    proc = run_train(
-        "-m",
-        "debug=fdr",
-        f"data.root={tmp}/synthetic",
-        "data.train_per_class=8",
-        "data.val_per_class=4",
-        "++figures=false",
-        "logger=wandb",
-        "logger.wandb.mode=offline",
-        "model.dropout=0.2,1.5,0.3",
-        f"hydra.sweep.dir={folder}",
-        check=False,
-        env=wandb_offline_env(tmp / "wandb-home"),
-    )
-    return folder, proc
+
+    def make(tmp: Path) -> subprocess.CompletedProcess:
+        return run_train(
+            "-m",
+            "debug=fdr",
+            f"data.root={tmp}/synthetic",
+            "data.train_per_class=8",
+            "data.val_per_class=4",
+            "++figures=false",
+            "logger=wandb",
+            "logger.wandb.mode=offline",
+            "model.dropout=0.2,1.5,0.3",
+            f"hydra.sweep.dir={tmp / 'sweep'}",
+            check=False,
+            env=wandb_offline_env(tmp / "wandb-home"),
+        )
+
+    tmp, proc = once_per_suite(request, "sweep", make)
+    return tmp / "sweep", proc
 
 
 @pytest.fixture
@@ -266,9 +289,9 @@ def shared_data() -> Path:
 
 
 # `make test` runs two workers (pytest-xdist, --dist loadfile): a test file is one unit, so its
-# module-scoped runs are made once (the session's runs, cli_run and sweep, once per worker that
-# needs them). Files holding a slow test go first, so the longest runs overlap the rest of the
-# suite instead of running last, alone. (--dist loadgroup would also keep the session's runs on
+# module-scoped runs are made once (the session's runs, cli_run and sweep, once for both workers:
+# once_per_suite). Files holding a slow test go first, so the longest runs overlap the rest of the
+# suite instead of running last, alone. (--dist loadgroup would keep the session's runs' users on
 # one worker, but with pytest 9.2 it silently stops grouping: pytest-dev/pytest-xdist#1386.)
 def pytest_collection_modifyitems(items):
     slow_files = {item.path for item in items if item.get_closest_marker("slow")}
