@@ -7,6 +7,7 @@ import sys
 
 import pytest
 import torch
+import torch._dynamo
 from builders import PAPER, lrn, lrn_args, model_args, small_model
 from conftest import OPTIM, compose_train
 
@@ -93,8 +94,28 @@ def outputs_and_grads(fn, a: torch.Tensor, g: torch.Tensor):
     return out, a.grad
 
 
-# Both CPU kernels: the compiled loop (the default) and the eager band product.
+# Both CPU kernels: the compiled loop (the default) and the eager band product. Each variant of the
+# compiled loop is a C++ build (seconds each on an empty kernel cache), and past recompile_limit (8)
+# variants of one function dynamo would run the rest uncompiled, silently (here: an error, below).
+# So the loop is checked on what a run builds (float, n = 5, either memory format and scope), and
+# window sizes and gradcheck run the same fused code as torch.compile traces it ("traced": dynamo's
+# eager backend runs the traced ops, no C++ build) beside the band product.
 KERNELS = {"compiled": True, "eager": False}
+TRACED_OR_EAGER = ("traced", "eager")
+
+
+def kernel_lrn(kernel: str, **args):
+    if kernel == "traced":
+        torch._dynamo.reset()  # each traced module from scratch: no recompile limit reached across tests
+        return torch.compile(lrn(**args, compiled=False), backend="eager", fullgraph=True)
+    return lrn(**args, compiled=KERNELS[kernel])
+
+
+@pytest.fixture(autouse=True)
+def compiled_means_compiled():
+    """A variant past dynamo's recompile limit fails here instead of running uncompiled."""
+    with torch._dynamo.config.patch(fail_on_recompile_limit_hit=True):
+        yield
 
 
 @pytest.mark.parametrize("groups", [1, 2])
@@ -112,18 +133,18 @@ def test_outputs_and_gradients_match_the_formula(activations, convention, fmt, k
 
 
 @pytest.mark.parametrize("groups", [1, 2])
-@pytest.mark.parametrize("kernel", KERNELS)
+@pytest.mark.parametrize("kernel", TRACED_OR_EAGER)
 @pytest.mark.parametrize("fmt", FORMATS)
 @pytest.mark.parametrize("convention", SCALE)
 def test_gradcheck(convention, fmt, kernel, groups):
     torch.manual_seed(1)
     # alpha and inputs large enough that the normalisation term dominates the Jacobian.
     a = (torch.rand(2, 8, 3, 3, dtype=torch.float64) * 10).contiguous(memory_format=FORMATS[fmt]).requires_grad_(True)
-    norm = lrn(alpha=1.0, k=1.0, convention=convention, compiled=KERNELS[kernel], groups=groups)
+    norm = kernel_lrn(kernel, alpha=1.0, k=1.0, convention=convention, groups=groups)
     assert torch.autograd.gradcheck(norm, (a,))
 
 
-@pytest.mark.parametrize("kernel", KERNELS)
+@pytest.mark.parametrize("kernel", TRACED_OR_EAGER)
 @pytest.mark.parametrize("fmt", FORMATS)
 @pytest.mark.parametrize("n, channels", [(3, 12), (7, 12), (5, 3), (7, 1), (5, 70)])
 def test_window_sizes_and_fewer_channels_than_n(fmt, n, channels, kernel):
@@ -131,7 +152,7 @@ def test_window_sizes_and_fewer_channels_than_n(fmt, n, channels, kernel):
     torch.manual_seed(2)
     a = (torch.rand(2, channels, 4, 4, dtype=torch.float64) * 60).contiguous(memory_format=FORMATS[fmt])
     g = torch.randn_like(a)
-    norm = lrn(size=n, alpha=2e-4, beta=0.5, k=1.0, convention="printed", compiled=KERNELS[kernel])
+    norm = kernel_lrn(kernel, size=n, alpha=2e-4, beta=0.5, k=1.0, convention="printed")
     out, grad = outputs_and_grads(norm, a, g)
     ref_out, ref_grad = outputs_and_grads(lambda x: naive_lrn(x, n, 2e-4, 0.5, 1.0), a, g)
     torch.testing.assert_close(out, ref_out)
