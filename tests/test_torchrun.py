@@ -119,20 +119,6 @@ def only_folder(parent: Path) -> Path:
     return folder
 
 
-def test_two_ranks_on_one_node_write_one_sweep_folder_and_one_folder_per_job(tmp_path):
-    """A multirun of two jobs: both ranks run the sweep, into one folder; the second job runs in
-    the process group of the first (a new group on torchrun's store would not connect)."""
-    prepare(tmp_path / "data")
-    logs = tmp_path / "outputs"
-    job = [f"data.root={tmp_path / 'data'}", *TINY, "trainer.max_epochs=1", "+trainer.limit_train_batches=2"]
-    args = ["--standalone", "--nproc_per_node=2", str(ROOT / "train.py"), "-m", "seed=0,1", "trainer=ddp_cpu"]
-    proc = torchrun(*args, *job, f"paths.log_dir={logs}", cwd=ROOT, log=tmp_path / "log")
-    assert proc.wait(timeout=300) == 0, (tmp_path / "log").read_text()[-4000:]
-    sweep = only_folder(logs / "multiruns")
-    assert sorted(p.name for p in sweep.iterdir() if p.is_dir()) == ["0", "1"]  # none per rank
-    job_records(logs, [sweep / "0", sweep / "1"], steps=2)
-
-
 @pytest.fixture(scope="module")
 def same_gradient(request) -> tuple[list[str], dict]:
     """A job that DDP over two ranks trains as one process does (the gradient of one global batch,
@@ -152,10 +138,12 @@ def same_as_one_process(ddp: dict, one: dict) -> None:
         assert ddp[key] == one[key], key
 
 
-def test_two_agents_as_two_nodes_write_one_run_folder_and_match_one_process(tmp_path, same_gradient):
+def test_two_agents_as_two_nodes_run_a_sweep_into_one_folder_and_match_one_process(tmp_path, same_gradient):
     """Two torchrun agents, as on two nodes: one process each, a c10d rendezvous on 127.0.0.1 and
-    no --rdzv-id; the second starts seconds later from another folder, with the same log_dir.
-    They train one job, as one process trains it."""
+    no --rdzv-id; the second starts seconds later from another folder, with the same log_dir. Both
+    ranks run a multirun of two jobs into one sweep folder, a folder per job and none per rank (the
+    second job runs in the process group of the first: a new group on torchrun's store would not
+    connect), and train its first job as one process trains it."""
     job, one = same_gradient
     logs, endpoint = tmp_path / "outputs", f"127.0.0.1:{free_port()}"
     agents = []
@@ -169,6 +157,8 @@ def test_two_agents_as_two_nodes_write_one_run_folder_and_match_one_process(tmp_
             "--rdzv-backend=c10d",
             f"--rdzv-endpoint={endpoint}",
             str(ROOT / "train.py"),
+            "-m",
+            "seed=0,1",
             "trainer=ddp_cpu",
             "trainer.devices=1",
             "+trainer.num_nodes=2",
@@ -177,9 +167,12 @@ def test_two_agents_as_two_nodes_write_one_run_folder_and_match_one_process(tmp_
         time.sleep(5 if node == 0 else 0)
     codes = [agent.wait(timeout=300) for agent in agents]
     assert codes == [0, 0], "\n".join((tmp_path / f"log{n}").read_text()[-3000:] for n in (0, 1))
-    (two_nodes,) = job_records(logs, [only_folder(logs / "runs")], steps=4)
+    sweep = only_folder(logs / "multiruns")
+    assert sorted(p.name for p in sweep.iterdir() if p.is_dir()) == ["0", "1"]  # none per rank
+    first, second = job_records(logs, [sweep / "0", sweep / "1"], steps=4)
     assert not any((tmp_path / f"node{n}" / "outputs").exists() for n in (0, 1))
-    same_as_one_process(two_nodes, one)
+    same_as_one_process(first, one)
+    assert (first["seed"], second["seed"]) == (0, 1)
 
 
 def worker(agent: subprocess.Popen, rank: int) -> int:
