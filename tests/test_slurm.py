@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 import slurm_cluster
 from conftest import ROOT, fixture_dir, with_eager_lrn
-from longrun import SAME_GRADIENT, checkpoint, prepare, start, tiny
+from longrun import SAME_GRADIENT, checkpoint, prepare, tiny, toy, train_here
 
 pytestmark = [pytest.mark.slurm, pytest.mark.slow]
 
@@ -52,26 +52,9 @@ def data(request):
 
 
 @pytest.fixture(scope="module")
-def uninterrupted(data, request):
-    """The recipe run once outside SLURM and never stopped: the reference. It runs in the
-    background from the first test that asks for it (beside that test's jobs); calling the
-    fixture's value waits for it (bounded) and returns its summary."""
-    root = fixture_dir(request, "uninterrupted")
-    proc = start(*tiny(data, root / "run", EPOCHS, *SAME_GRADIENT, WORKERS), log=root / "log")
-
-    def summary() -> dict:
-        try:
-            rc = proc.wait(timeout=JOB_TIMEOUT_S)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            raise AssertionError(f"the reference run did not end within {JOB_TIMEOUT_S} s") from None
-        assert rc == 0, (root / "log").read_text()[-3000:]
-        return json.loads((root / "run" / "summary.json").read_text())
-
-    yield summary
-    if proc.poll() is None:
-        proc.kill()
-        proc.wait()
+def uninterrupted(data, request) -> dict:
+    """The recipe run once outside SLURM and never stopped, in this process: the reference summary."""
+    return train_here(fixture_dir(request, "uninterrupted") / "run", *toy(data, EPOCHS, *SAME_GRADIENT, WORKERS))
 
 
 def multirun(slurm, sweep: Path, *args: str, log: Path) -> subprocess.Popen:
@@ -149,7 +132,7 @@ def assert_same_metrics(got: dict, want: dict) -> None:
 
 
 @pytest.fixture(scope="module")
-def signalled(slurm, data, uninterrupted, request):
+def signalled(slurm, data, request):
     """One multirun of two jobs of the recipe, with loader workers and ckpt_path=last. Once a job
     has written its first last.ckpt, job 0 gets submitit's signal (`scancel --signal=USR2`: what
     SLURM sends before the time limit, or a pre-empting scheduler) and job 1 `scontrol requeue`
@@ -213,7 +196,7 @@ def test_usr2_pre_emption_saves_requeues_and_resumes_with_loader_workers(signall
     """submitit's signal (USR2) reaches every process of the job's step, loader workers
     included; only the main process saves, and submitit requeues the job once."""
     sweep, jobs, _ = signalled
-    logs = check_resumed(sweep, "0", jobs["0"], uninterrupted())
+    logs = check_resumed(sweep, "0", jobs["0"], uninterrupted)
     assert logs.count("stopped by SIGUSR2 at epoch") == 1, logs[-4000:]
     # submitit's handler ran once: in the main process, after last.ckpt was saved (not in a worker).
     assert submitit_events(sweep, jobs["0"], "Caught signal SIGUSR2") == 1, logs[-4000:]
@@ -224,7 +207,7 @@ def test_scontrol_requeue_sigterm_saves_and_resumes_with_loader_workers(signalle
     """`scontrol requeue` sends SIGTERM to every process of the job, loader workers included,
     and starts the job again: the main process saves last.ckpt, the requeued job continues."""
     sweep, jobs, _ = signalled
-    logs = check_resumed(sweep, "1", jobs["1"], uninterrupted())
+    logs = check_resumed(sweep, "1", jobs["1"], uninterrupted)
     assert logs.count("stopped by SIGTERM at epoch") == 1, logs[-4000:]
     # Neither Lightning's SIGTERM handler nor submitit's ran in a worker (the main process had its own).
     assert "Received SIGTERM" not in logs and submitit_events(sweep, jobs["1"], "Bypassing signal SIGTERM") == 0, logs[-4000:]
@@ -243,4 +226,4 @@ def test_ddp_job_of_two_slurm_tasks_matches_one_process(slurm, data, uninterrupt
     # One SLURM job, two tasks (submitit's log per task), and Lightning took its two ranks from them.
     assert sorted(p.name for p in sweep.glob(f".submitit/{job}/*_log.out")) == [f"{job}_0_log.out", f"{job}_1_log.out"]
     assert "MEMBER: 1/2" in logs and "MEMBER: 2/2" in logs, logs[-4000:]
-    assert_same_metrics(metrics(summary), metrics(uninterrupted()))
+    assert_same_metrics(metrics(summary), metrics(uninterrupted))
