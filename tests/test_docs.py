@@ -17,7 +17,8 @@ How a command is checked, by its program (nothing trains, nothing is written to 
 - bash X.sh / X.sh ARGS: the script exists and `bash -n` parses it. make TARGET: `make -n TARGET`.
 - Anything else, or a command that must not run here (make train trains for minutes), names its
   variant on a line right above its block, `<!-- test: COMMAND => VARIANT -->`: the variant runs
-  for real (python: this interpreter; train.py: its outputs in a temporary folder).
+  for real (python: this interpreter; train.py: a run in this process, as
+  conftest.train_in_process runs one, its outputs in a temporary folder).
 A command with no rule and no variant fails the test, and so does a variant whose command is gone.
 """
 
@@ -31,6 +32,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
+from conftest import train_in_process
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.core.override_parser.types import Glob
 
@@ -240,9 +242,11 @@ def test_scripts_parse_and_make_targets_exist():
 @pytest.mark.parametrize("command", of_kind("variant"), ids=str)
 def test_declared_variant_runs(command, tmp_path):
     words = list(command.variant)
+    if is_python(words[0]) and words[1:2] == ["train.py"]:  # the command line itself: test_training's cli_run
+        run = train_in_process(tmp_path / "run", *words[2:], f"paths.root_dir={tmp_path}")
+        assert run.summary["status"] == "finished", f"{command} => {' '.join(words)}: {run.summary}"
+        return
     if is_python(words[0]):
         words[0] = sys.executable
-        if words[1:2] == ["train.py"]:
-            words.append(f"paths.root_dir={tmp_path}")  # data and run folders in the temporary folder
     proc = subprocess.run(words, cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, f"{command} => {' '.join(words)}\n{proc.stdout[-2000:]}\n{proc.stderr[-3000:]}"
