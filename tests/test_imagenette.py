@@ -175,11 +175,12 @@ def test_an_unreadable_training_image_is_skipped_counted_and_limited(imagenette,
 
 @pytest.mark.slow
 def test_a_short_cpu_run_on_real_photos_learns(imagenette, tmp_path):
-    """Eight epochs of the demo's recipe (Caffe's init, lr 0.01) on 1000 photos, with
+    """Seven epochs of the demo's recipe (Caffe's init, lr 0.01) on 1000 photos, with
     model.lrn=false: at a 67-pixel crop fc6 sees 256 inputs instead of 9216, and with LRN (k=2)
     shrinking the signal too, the paper's N(0, 0.01) init stayed at chance for 700 steps on these
     photos (lr 0.002-0.01, batch 16-32); without LRN the validation error leaves chance within
-    the first epochs and is well under the bound below by the seventh."""
+    the first epochs and is well under the bound below by the seventh (76.7% on 2026-12-03, 75.7%
+    after an eighth)."""
     run = tmp_path / "run"
     train_here(
         run,
@@ -190,7 +191,7 @@ def test_a_short_cpu_run_on_real_photos_learns(imagenette, tmp_path):
         "data.batch_size=32",
         "data.num_workers=1",
         "model.lrn=false",
-        "trainer.max_epochs=8",
+        "trainer.max_epochs=7",
         "logger=none",
         "figures=false",
     )
